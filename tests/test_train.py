@@ -1,0 +1,160 @@
+import json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+import segaug_simclr.core as core
+from segaug_simclr.core import read_jsonl
+from segaug_simclr.train import (CHECKPOINT, METRICS, NonFiniteLossError, extract_features, knn_accuracy,
+                                 load_checkpoint, pretrain)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_short_run_loss_falls_and_records_metrics(tiny_cfg):
+    res = pretrain(tiny_cfg(epochs=4, num_images=256, batch_size=64, log_every=1))
+    losses = [r['loss'] for r in res['history']]
+    assert losses[-1] < losses[0] - 0.2, losses
+    recs = read_jsonl(Path(res['out']) / METRICS)
+    assert [r['epoch'] for r in recs if r['kind'] == 'epoch'] == [0, 1, 2, 3]
+    steps = [r for r in recs if r['kind'] == 'step']
+    assert len(steps) == 16 and all({'loss', 'lr', 'images_per_s'} <= set(r) for r in steps)
+    ck = load_checkpoint(res['checkpoint'])
+    assert {'model', 'optimizer', 'scheduler', 'scaler', 'probe', 'probe_optimizer', 'rng', 'epoch', 'step'} <= set(ck)
+    assert {'python', 'numpy', 'torch'} <= set(ck['rng']) and ck['epoch'] == 4 and ck['step'] == 16
+
+
+def _state_equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_is_exact(tiny_cfg, tmp_path):
+    straight = load_checkpoint(pretrain(tiny_cfg(out=str(tmp_path / 'a')))['checkpoint'])
+    pretrain(tiny_cfg(out=str(tmp_path / 'b'), stop_after=1))
+    assert load_checkpoint(tmp_path / 'b' / CHECKPOINT)['epoch'] == 1
+    resumed = load_checkpoint(pretrain(tiny_cfg(out=str(tmp_path / 'b'), resume=True))['checkpoint'])
+    assert resumed['epoch'] == straight['epoch'] == 2 and resumed['step'] == straight['step']
+    assert _state_equal(straight['model'], resumed['model'])
+    for sa, sb in zip(straight['optimizer']['state'].values(), resumed['optimizer']['state'].values()):
+        assert torch.equal(sa['momentum_buffer'], sb['momentum_buffer'])
+    a = [r['loss'] for r in read_jsonl(tmp_path / 'a' / METRICS) if r['kind'] == 'epoch']
+    b = [r['loss'] for r in read_jsonl(tmp_path / 'b' / METRICS) if r['kind'] == 'epoch']
+    assert a == b
+
+
+def test_resume_refuses_other_architecture(tiny_cfg):
+    pretrain(tiny_cfg(stop_after=1))
+    with pytest.raises(ValueError, match='width=0.25 \\(now 0.5\\)'):
+        pretrain(tiny_cfg(width=0.5, resume=True))
+    with pytest.raises(FileExistsError, match='--resume'):
+        pretrain(tiny_cfg())
+
+
+def test_interrupted_checkpoint_write_keeps_last_good(tiny_cfg, monkeypatch):
+    cfg = tiny_cfg(stop_after=1)
+    pretrain(cfg)
+    ckpt = Path(cfg.out) / CHECKPOINT
+    good = ckpt.read_bytes()
+    real_save = torch.save
+
+    def crashing_save(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        with open(f, 'r+b') as fh: fh.truncate(100)  # half-written file, then the crash
+        raise OSError('No space left on device')
+    monkeypatch.setattr(core.torch, 'save', crashing_save)
+    with pytest.raises(OSError, match='No space'):
+        pretrain(tiny_cfg(resume=True))
+    monkeypatch.undo()
+    assert ckpt.read_bytes() == good
+    assert load_checkpoint(ckpt)['epoch'] == 1
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ['checkpoint.pt', 'config.json', 'metrics.jsonl']
+
+
+class PoisonedViews(Dataset):
+    "Two-view random images; every image is NaN when `poisoned`."
+    classes = ['a', 'b']
+    def __init__(self, poisoned): self.poisoned = poisoned
+    def __len__(self): return 64
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        v = torch.rand(3, 32, 32, generator=g)
+        if self.poisoned: v = v * float('nan')
+        return (v, v.flip(-1)), i % 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg):
+    cfg = tiny_cfg(stop_after=1)
+    pretrain(cfg, train_data=PoisonedViews(False))
+    ckpt = Path(cfg.out) / CHECKPOINT
+    before = ckpt.read_bytes()
+    with pytest.raises(NonFiniteLossError, match=r'loss became nan at epoch 2.*after epoch 1.*--resume'):
+        pretrain(tiny_cfg(resume=True), train_data=PoisonedViews(True))
+    assert ckpt.read_bytes() == before
+    assert load_checkpoint(ckpt)['epoch'] == 1
+
+
+def test_gradient_accumulation_steps_and_lr(tiny_cfg):
+    # 128 images / batch 32 = 4 batches per epoch; accumulating 2 -> 2 optimiser steps per epoch
+    res = pretrain(tiny_cfg(accum_steps=2, epochs=2, lr_scaling='linear', lr=1.0, warmup_epochs=0))
+    ck = load_checkpoint(res['checkpoint'])
+    assert ck['step'] == 4
+    assert ck['scheduler']['base_lrs'][0] == pytest.approx(1.0 * 64 / 256)  # scaled by the effective batch
+
+
+def test_accumulation_gradient_is_mean_of_microbatches():
+    "Dividing each micro-batch loss by accum_steps makes the summed gradient the mean of the micro-batch gradients."
+    from segaug_simclr.losses import nt_xent
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 4)
+    batches = [(torch.randn(8, 6), torch.randn(8, 6)) for _ in range(3)]
+    for a, b in batches: (nt_xent(lin(a), lin(b)) / 3).backward()
+    acc = lin.weight.grad.clone(); lin.zero_grad()
+    mean = sum(torch.autograd.grad(nt_xent(lin(a), lin(b)), lin.weight)[0] for a, b in batches) / 3
+    assert torch.allclose(acc, mean, atol=1e-6)
+
+
+def test_bf16_channels_last_and_knn_monitor(tiny_cfg):
+    res = pretrain(tiny_cfg(epochs=1, amp='bf16', channels_last=True, knn_every=1, knn_images=64, knn_k=10))
+    rec = res['history'][0]
+    assert 0.0 <= rec['knn_acc'] <= 1.0 and rec['loss'] > 0
+
+
+def test_fp16_on_cpu_is_refused(tiny_cfg):
+    with pytest.raises(ValueError, match='bf16 on the CPU'):
+        pretrain(tiny_cfg(amp='fp16'))
+
+
+def test_knn_on_linearly_separable_features():
+    from segaug_simclr.data import ImageTensorDataset
+    from segaug_simclr.augment import to_float_image
+    # images whose mean colour is their class: an identity-like encoder (global mean pool) separates them
+    imgs = torch.zeros(40, 3, 8, 8, dtype=torch.uint8)
+    labels = torch.arange(40) % 2
+    imgs[labels == 0, 0] = 200; imgs[labels == 1, 2] = 200
+    ds = ImageTensorDataset(imgs, labels, transform=to_float_image())
+    enc = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    feats, ys = extract_features(enc, ds, batch_size=16)
+    assert feats.shape == (40, 3) and torch.equal(ys, labels)
+    assert knn_accuracy(enc, ds, ds, 2, k=5) == 1.0
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS='2')
+    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_runs_resumes_and_reports_user_errors(tmp_path):
+    args = ['--dataset', 'random', '--num-images', '64', '--depth', '18', '--width', '0.25', '--batch-size', '32',
+            '--epochs', '2', '--warmup-epochs', '0', '--device', 'cpu', '--no-progress', '--out', str(tmp_path / 'cli')]
+    r = _cli(*args, '--stop-after', '1', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(tmp_path / 'cli' / CHECKPOINT)['epoch'] == 1
+    r = _cli(*args, cwd=tmp_path)
+    assert r.returncode == 2 and 'pass --resume' in r.stderr and 'Traceback' not in r.stderr
+    r = _cli(*args, '--resume', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'done: 2 epochs' in r.stdout
+    assert json.loads((tmp_path / 'cli' / 'config.json').read_text())['resume'] is True
