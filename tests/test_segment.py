@@ -207,3 +207,14 @@ def test_pretrain_with_segaug_logs_fallback_and_reuses_masks(tiny_cfg, tmp_path)
     assert abs(recs[0]['fallback_share'] - fallback_share(store.fg_ratio, 0.3, 0.9)) < 0.1
     losses = [r['loss'] for r in recs]
     assert all(l == l for l in losses)  # finite
+
+
+def test_degraded_segmenter_feeds_its_own_cache(tmp_path):
+    ds = synthetic_shapes(40, seed=2)
+    good = build_mask_cache(ds, get_segmenter('oracle'), tmp_path, 'syn', progress=False)
+    bad = build_mask_cache(ds, get_segmenter('oracle', degrade='blocks:0.3'), tmp_path, 'syn', progress=False)
+    assert good.folder != bad.folder and bad.manifest['weights'].endswith('blocks 0.3 seed 0')
+    ious = [mask_iou(good[i], bad[i]) for i in range(40)]
+    assert 0.3 < sum(ious) / 40 < 0.9
+    with pytest.raises(ValueError, match="look like 'erode:2'"):
+        get_segmenter('oracle', degrade='erode')
