@@ -33,6 +33,7 @@ def test_encoder_really_frozen_during_linear_eval(small, protocol):
     assert all(torch.equal(v, bn[k]) for k, v in _bn_stats(enc).items())
     assert rec['protocol'] == f'linear-{protocol}' and set(rec['metrics']) == {'top1', 'top5'}
     assert rec['classifier'].in_features == enc.out_dim  # on h, not on the projection head
+    assert enc.training and all(p.requires_grad for p in enc.parameters())  # handed back as it came
 
 
 def test_cached_and_recomputed_agree_without_augmentation(small):
