@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python 3.10+ and pip):
-#   make demo   install into .venv and run the demo study
+#   make demo   install into .venv and run the demo study (segaug-simclr demo)
 #   make test   install into .venv and run the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV   := .venv
@@ -16,11 +16,10 @@ $(VENV)/.installed: setup.py settings.ini
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# Short SimCLR pretraining on the CPU (ResNet-18 at width 0.25 on the embedded synthetic shapes benchmark, kNN every 2 epochs).
+# The demo study: standard against SegAug SimCLR on the synthetic benchmark with spurious backgrounds, two seeds,
+# linear + kNN evaluation, figures and results.md in outputs/demo/<run-id>/ (CPU, offline, minutes).
 demo: install
-	$(BIN)/python -m segaug_simclr.pretrain --dataset synthetic --depth 18 --width 0.25 --epochs 8 \
-		--batch-size 256 --lr 1.0 --warmup-epochs 1 --temperature 0.2 --crop-min 0.2 --amp bf16 --channels-last \
-		--knn-every 2 --knn-images 1000 --out outputs/demo/$(RUN_ID)
+	$(BIN)/segaug-simclr demo --out outputs/demo/$(RUN_ID)
 
 test: install
 	bash tools/test.sh

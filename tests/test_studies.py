@@ -1,0 +1,116 @@
+"""The run notebooks (nbs/runs/): executed through papermill with the smoke preset, their outputs checked."""
+import ast, json, re, subprocess, sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from segaug_simclr.report import references
+from segaug_simclr.study import STUDIES, notebook_path, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+NUM = r'[\d.]+(?: ± [\d.]+)? \(n=\d+\)'
+# rows each study's results.md must hold: ours where the smoke preset runs it, the references beside
+EXPECTED = {
+    'walkthrough': [rf'\| SimCLR \| top1 \| {NUM} \|', rf'\| random init \| top1 \| {NUM} \|'],
+    'segaug_vs_standard': [rf'\| standard \| top1 \| {NUM} \| — \| 34\.6 \|', rf'\| segaug \| top1 \| {NUM} \| — \| 35\.2 \|',
+                           rf'\| segaug \| top5 \| {NUM} \| — \| 60\.11 \|', rf'\| random init \| top1 \| {NUM} \|'],
+    'cifar10_validation': [rf'\| B32-E1 \| top1 \| {NUM} \|', r'\| thesis-b1024 \| top1 \| not run \| — \| 68\.5 \|',
+                           r'\| thesis-224 \| top1 \| not run \| — \| 86\.0 \|'],
+    'linear_width': [rf'\| r18-0.125x \| top1 \| {NUM} \|', r'\| r50-1x \| top1 \| not run \| 69\.3 \| 34\.6 \|',
+                     r'\| r50-4x \| top5 \| not run \| 93\.2 \| 61\.2 \|'],
+    'finetune_fractions': [rf'\| r18-0.125x-10% \| top1 \| {NUM} \|', r'\| r50-1x-1% \| top1 \| not run \| 48\.3 \| 19\.2 \|'],
+    'transfer': [rf'\| standard-synthetic \| top1 \| {NUM} \|', rf'\| segaug-synthetic \| top1 \| {NUM} \|',
+                 r'\| standard-cifar10 \| top1 \| not run \| — \| 82\.4 \|', r'\| segaug-flowers102 \| top1 \| not run \| — \| 67\.9 \|'],
+    'mask_ablation': [rf'\| oracle sp=0.8 \| top1 \| {NUM} \|', rf'\| none sp=0.8 \| top1 \| {NUM} \|'],
+}
+
+
+def test_every_study_has_a_notebook_and_expectations():
+    assert sorted(EXPECTED) == sorted(STUDIES)
+    assert sorted(p.stem for p in (ROOT / 'nbs' / 'runs').glob('*.ipynb')) == sorted(STUDIES)
+
+
+@pytest.mark.parametrize('study', sorted(STUDIES))
+def test_parameters_cell_holds_the_demo_defaults_as_literals(study):
+    nb = json.loads(notebook_path(study).read_text())
+    tagged = [c for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', [])]
+    assert len(tagged) == 1, 'exactly one cell tagged parameters'
+    values = {}
+    for node in ast.parse(''.join(tagged[0]['source'])).body:
+        assert isinstance(node, ast.Assign), 'the parameters cell holds assignments only'
+        values[node.targets[0].id] = ast.literal_eval(node.value)  # raises for anything but a literal
+    assert values == STUDIES[study].params
+
+
+@pytest.fixture(scope='module')
+def smoke_runs(tmp_path_factory):
+    "Each study executed once with the smoke preset (lazily, so -k selects what runs)."
+    done = {}
+    def get(study):
+        if study not in done:
+            done[study] = run_study(study, 'smoke', out=tmp_path_factory.mktemp(study), progress=False)
+        return done[study]
+    return get
+
+
+@pytest.mark.parametrize('study', sorted(STUDIES))
+def test_study_smoke_run_writes_figures_records_and_results(study, smoke_runs):
+    out = smoke_runs(study)
+    assert (out / f'{study}.ipynb').exists()
+    params = yaml.safe_load((out / 'params.yaml').read_text())
+    assert params['study'] == study and params['preset'] == 'smoke'
+    figures = sorted((out / 'figures').glob('*.png'))
+    assert figures, 'no figure written'
+    for f in figures:
+        with Image.open(f) as im:
+            im.verify()
+            assert im.format == 'PNG' and im.size[0] > 100 and im.size[1] > 100
+    records = [json.loads(p.read_text()) for p in (out / 'records').glob('*.json')]
+    assert records
+    for r in records:
+        assert r['metrics'] and all(0 <= v <= 1 for v in r['metrics'].values()), r['metrics']
+    results = (out / 'results.md').read_text()
+    for pattern in EXPECTED[study]:
+        assert re.search(pattern, results), f'{pattern!r} not in results.md:\n{results}'
+    for ref in references(study):  # every reference number of the study is printed beside ours
+        assert f"| {ref['value']} |" in results, ref
+
+
+def test_second_run_into_the_same_folder_reuses_everything(smoke_runs):
+    out = smoke_runs('segaug_vs_standard')
+    before = {p: p.stat().st_mtime_ns for p in list(out.glob('pretrain/*/checkpoint.pt')) + list(out.glob('records/*.json'))}
+    assert len([p for p in before if p.name == 'checkpoint.pt']) == 2  # standard and segaug, one seed
+    run_study('segaug_vs_standard', 'smoke', out=out, progress=False)
+    after = {p: p.stat().st_mtime_ns for p in list(out.glob('pretrain/*/checkpoint.pt')) + list(out.glob('records/*.json'))}
+    assert after == before, 'a finished pretraining run or evaluation was computed again'
+    assert (out / 'results.md').exists()
+
+
+def test_unknown_parameter_and_invalid_value_fail_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \['epoch'\]; its parameters are"):
+        run_study('walkthrough', 'smoke', dict(epoch=3), out=tmp_path / 'a')
+    with pytest.raises(ValueError, match=r"invalid value\(s\) \['segaugg'\]; allowed: \['standard', 'segaug'\]"):
+        run_study('segaug_vs_standard', 'smoke', dict(methods=['standard', 'segaugg']), out=tmp_path / 'b')
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
+        run_study('walkthrough', 'fast', out=tmp_path / 'c')
+    assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
+
+
+def test_missing_dataset_fails_with_a_clear_message_and_keeps_the_notebook(tmp_path):
+    out = tmp_path / 'transfer'
+    p = subprocess.run([sys.executable, '-m', 'segaug_simclr.cli', 'run', 'transfer', '--preset', 'smoke', '--no-progress',
+                        '-p', 'targets', '[cifar100]', '-p', 'data_root', str(tmp_path / 'nodata'), '--out', str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 1, p.stderr
+    assert 'transfer needs datasets that are not under' in p.stderr and '- cifar100 (train)' in p.stderr, p.stderr
+    assert 'partly executed notebook' in p.stderr and (out / 'transfer.ipynb').exists()
+    assert not (out / 'pretrain').exists()  # nothing was trained
+
+
+def test_cli_lists_studies_and_passes_pretrain_through():
+    p = subprocess.run([sys.executable, '-m', 'segaug_simclr.cli', 'list'], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and all(f'{s}:' in p.stdout for s in STUDIES)
+    p = subprocess.run([sys.executable, '-m', 'segaug_simclr.cli', 'pretrain', '--help'], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and '--batch-size' in p.stdout
