@@ -188,8 +188,8 @@ def mask_cases(ratios: torch.Tensor, lo: float = 0.05, hi: float = 0.90) -> dict
     inside = ((ratios >= lo) & (ratios <= hi)).nonzero().flatten()
     pool = inside if len(inside) else torch.arange(len(ratios))
     med = ratios[pool].median()
-    return dict(good=int(pool[(ratios[pool] - med).abs().argmin()]), all_foreground=int(ratios.argmax()),
-                all_background=int(ratios.argmin()))
+    return dict(typical=int(pool[(ratios[pool] - med).abs().argmin()]), most_foreground=int(ratios.argmax()),
+                most_background=int(ratios.argmin()))
 
 def plot_mask_examples(segaug_ds, indices: dict):
     "One row per case of `indices` (name -> index) of a `SegAugDataset`: image, mask with F_ratio, two SegAug views."

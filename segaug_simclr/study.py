@@ -20,8 +20,8 @@ from .train import CHECKPOINT, PretrainConfig, pretrain
 __all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'RUN_ONLY', 'FINISHED', 'Study',
            'resolve_params', 'project_root', 'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets',
            'setup_study', 'pretrain_config', 'config_key', 'pretrained', 'encoder_spec', 'random_spec', 'evaluated',
-           'eval_data', 'evaluate', 'standard_augment', 'mask_source', 'segaug_data', 'mask_source_iou',
-           'notebook_path', 'default_out', 'StudyFailed', 'run_study']
+           'eval_data', 'evaluate', 'standard_augment', 'method_config', 'encoder_millions', 'mask_source',
+           'segaug_data', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
 
 # %% ../nbs/10_study.ipynb #7801b90e
 PRESETS = ('smoke', 'demo', 'cifar10', 'paper')
@@ -276,6 +276,16 @@ def evaluate(root, run, protocol: str, P: dict, dataset: str | None = None, **op
 def standard_augment(P: dict) -> str:
     "The standard augmentation of a study: 'simclr' (with blur) from 96 px up, 'cifar' (no blur) below."
     return 'simclr' if P['image_size'] >= 96 else 'cifar'
+
+def method_config(P: dict, method: str, seed: int = 0, **changes) -> PretrainConfig:
+    "The pretraining config of `method` ('standard' or 'segaug') with `seed` under the study parameters `P`."
+    if method not in ('standard', 'segaug'): raise ValueError(f"method must be 'standard' or 'segaug', got {method!r}")
+    return pretrain_config(P, augment='segaug' if method == 'segaug' else standard_augment(P), seed=seed, **changes)
+
+def encoder_millions(P: dict, width: float | None = None) -> float:
+    "Parameters (millions) of the study's encoder at `width`, counted without allocating it (meta device)."
+    from segaug_simclr.models import count_params, resnet
+    with torch.device('meta'): return count_params(resnet(P['depth'], P['width'] if width is None else width, P['cifar_stem'])) / 1e6
 
 def mask_source(P: dict, mask: str) -> dict:
     "The `PretrainConfig` changes for mask source `mask` ('none', a segmenter name, or 'kind:amount' degrading exact masks)."
