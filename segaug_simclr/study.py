@@ -39,18 +39,18 @@ class Study:
 # %% ../nbs/10_study.ipynb #3f8c5096
 COMMON = dict(preset='demo', dataset='synthetic', data_root='data', num_images=2000, spurious=0.0, eval_images=2000,
               test_images=1000, depth=18, width=0.25, cifar_stem=True, image_size=32, epochs=6, batch_size=256, lr=1.0,
-              temperature=0.2, crop_min=0.2, seeds=2, linear_epochs=30, device='auto', amp='bf16', channels_last=True,
-              workers=0, out_dir='')
+              temperature=0.2, crop_min=0.2, seeds=2, linear_epochs=30, linear_protocol='cached', device='auto', amp='bf16',
+              channels_last=True, workers=0, out_dir='')
 
 SMOKE = dict(num_images=128, eval_images=100, test_images=100, width=0.125, epochs=1, batch_size=32, seeds=1,
              linear_epochs=2, amp='none', channels_last=False)
-CIFAR10 = dict(dataset='cifar10', num_images=None, eval_images=None, test_images=None, epochs=100, batch_size=512,
+CIFAR10 = dict(dataset='cifar10', num_images=None, eval_images=None, test_images=None, width=1.0, epochs=100, batch_size=512,
                temperature=0.5, crop_min=0.08, seeds=1, linear_epochs=90, workers=8)
 PAPER = dict(dataset='cifar10', num_images=None, eval_images=None, test_images=None, depth=50, width=1.0, epochs=100,
-             batch_size=1024, temperature=0.1, crop_min=0.08, seeds=1, linear_epochs=90, workers=8)
+             batch_size=1024, temperature=0.1, crop_min=0.08, seeds=1, linear_epochs=90, linear_protocol='augmented', workers=8)
 IMAGENET = dict(dataset='imagenet', num_images=None, eval_images=None, test_images=None, depth=50, width=1.0,
                 cifar_stem=False, image_size=224, epochs=100, batch_size=4096, lr=0.3, temperature=0.1, crop_min=0.08,
-                seeds=1, linear_epochs=90, workers=16)
+                seeds=1, linear_epochs=90, linear_protocol='augmented', workers=16)
 
 def _study(name, reproduces, extra=None, smoke=None, demo=None, cifar10=None, paper=None, choices=None, datasets=('dataset',)):
     params = COMMON | (extra or {}) | (demo or {})
@@ -78,11 +78,12 @@ STUDIES = {s.name: s for s in [
            smoke=dict(widths=[0.125]), cifar10=dict(depth=50, widths=[1.0, 2.0]),
            paper=IMAGENET | dict(fraction=0.1, widths=[1.0, 2.0, 4.0])),
     _study('finetune_fractions', 'SimCLR Table 7 / thesis Table 3: fine-tuning with 1% and 10% of the labels',
-           extra=dict(widths=[0.25], fractions=[0.01, 0.1], readings=['paper', 'thesis'], fraction=None, finetune_epochs=10),
+           extra=dict(widths=[0.25], fractions=[0.01, 0.1], readings=['paper', 'thesis'], fraction=None, finetune_epochs=10,
+                      finetune_batch_size=256),
            smoke=dict(widths=[0.125], fractions=[0.1], readings=['paper'], finetune_epochs=1),
            cifar10=dict(depth=50, widths=[1.0], finetune_epochs=0),
            paper=IMAGENET | dict(fraction=0.1, widths=[1.0, 2.0, 4.0], fractions=[0.01, 0.1], readings=['paper', 'thesis'],
-                                 finetune_epochs=0),
+                                 finetune_epochs=0, finetune_batch_size=4096),
            choices=dict(readings=('paper', 'thesis'))),
     _study('transfer', 'SimCLR Table 8 / thesis Table 4: linear transfer to six datasets, standard against SegAug',
            extra=dict(methods=list(_METHODS), targets=['synthetic'], transfer_methods=['lbfgs', 'sgd'], segmenter='oracle',
@@ -126,7 +127,8 @@ def resolve_params(study: str, given: dict | None = None) -> dict:
         d = s.params[k] if s.params[k] is not None else s.presets[preset].get(k)
         if not _type_ok(v, d):
             raise ValueError(f"{study}: parameter {k}={v!r} should be of the type of its default {s.params[k]!r}")
-    allowed = dict(s.choices) | {p: tuple(DATASETS) for p in s.datasets} | dict(device=None, amp=('none', 'bf16', 'fp16'))
+    allowed = dict(s.choices) | {p: tuple(DATASETS) for p in s.datasets} | dict(amp=('none', 'bf16', 'fp16'),
+                                                                                 linear_protocol=('cached', 'augmented'))
     for k, ok in allowed.items():
         if ok is None: continue
         bad = [v for v in (P[k] if isinstance(P[k], list) else [P[k]]) if v not in ok]
@@ -260,14 +262,16 @@ def evaluate(root, run, protocol: str, P: dict, dataset: str | None = None, **op
     dataset = dataset or P['dataset']
     size = options.pop('image_size', P['image_size'])
     key = dict(protocol=protocol, encoder=encoder_spec(run), dataset=dataset, eval_images=P['eval_images'], spurious=P.get('spurious'),
-               test_images=P['test_images'], image_size=size, linear_epochs=P['linear_epochs'], **options)
+               test_images=P['test_images'], image_size=size, linear_epochs=P['linear_epochs'],
+               linear_protocol=P['linear_protocol'], **options)
     def compute():
         enc = ev.load_encoder(encoder_spec(run))
         train, test = eval_data(P, dataset)
         common = dict(image_size=size, device=P['device'], dataset=dataset)
-        if protocol == 'linear': return ev.linear_eval(enc, train, test, 'cached', epochs=P['linear_epochs'], **common, **options)
+        if protocol == 'linear':
+            return ev.linear_eval(enc, train, test, P['linear_protocol'], epochs=P['linear_epochs'], **common, **options)
         if protocol == 'knn': return ev.knn_eval(enc, train, test, k=min(200, len(train)), **common)
-        if protocol == 'finetune': return ev.finetune(enc, train, test, batch_size=min(256, P['batch_size']), **common, **options)
+        if protocol == 'finetune': return ev.finetune(enc, train, test, **common, **options)
         if protocol == 'transfer': return ev.transfer_eval(enc, train, test, metric=ev.transfer_metric(dataset), **common, **options)
         raise ValueError(f"unknown protocol {protocol!r}; choose 'linear', 'knn', 'finetune' or 'transfer'")
     return evaluated(root, key, compute)
