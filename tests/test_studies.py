@@ -114,3 +114,16 @@ def test_cli_lists_studies_and_passes_pretrain_through():
     assert p.returncode == 0 and all(f'{s}:' in p.stdout for s in STUDIES)
     p = subprocess.run([sys.executable, '-m', 'segaug_simclr.cli', 'pretrain', '--help'], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0 and '--batch-size' in p.stdout
+
+
+def test_readme_describes_the_demo_that_make_demo_runs():
+    readme = (ROOT / 'README.md').read_text()
+    makefile = (ROOT / 'Makefile').read_text()
+    assert re.search(r'^demo: install\n\t\$\(BIN\)/segaug-simclr demo ', makefile, flags=re.M)
+    P = STUDIES['segaug_vs_standard'].params  # what `segaug-simclr demo` runs (the demo preset)
+    seeds = {1: 'one seed', 2: 'two seeds', 3: 'three seeds'}[P['seeds']]
+    said = re.search(r'`make demo` runs the `segaug_vs_standard` study with its `demo` preset: (.*?)\n\n', readme, flags=re.S).group(1)
+    said = ' '.join(said.split())
+    for fact in (f"ResNet-{P['depth']} at width {P['width']:g}", f"{P['num_images']:,} images", seeds, f"{P['epochs']} epochs",
+                 'spurious backgrounds'):
+        assert fact in said, f'README says: {said!r}; it should say {fact!r}'
