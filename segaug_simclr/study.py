@@ -37,8 +37,8 @@ class Study:
     datasets: tuple = ('dataset',)  # parameters that name datasets the study needs
 
 # %% ../nbs/10_study.ipynb #3f8c5096
-COMMON = dict(preset='demo', dataset='synthetic', data_root='data', num_images=2000, spurious=0.0, eval_images=2000,
-              test_images=1000, depth=18, width=0.25, cifar_stem=True, image_size=32, epochs=6, batch_size=256, lr=1.0,
+COMMON = dict(preset='demo', dataset='synthetic', data_root='data', num_images=4000, spurious=0.0, eval_images=2000,
+              test_images=1000, depth=18, width=0.25, cifar_stem=True, image_size=32, epochs=8, batch_size=128, lr=1.0,
               temperature=0.2, crop_min=0.2, seeds=2, linear_epochs=30, linear_protocol='cached', device='auto', amp='bf16',
               channels_last=True, workers=0, out_dir='')
 
