@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
 from .augment import SegAugViews, fg_ratio
 
@@ -64,9 +63,16 @@ def adjust_contrast(x, f): return _blend(x, grayscale(x).mean((1, 2, 3), keepdim
 def adjust_saturation(x, f): return _blend(x, grayscale(x), f)
 
 def adjust_hue(x, f):
-    "Hue of each image rotated by its own factor (in turns, as torchvision's `adjust_hue`)."
-    h, s, v = _rgb_to_hsv(x).unbind(1)
-    return _hsv_to_rgb(torch.stack([(h + f.view(-1, 1, 1)) % 1.0, s, v], 1))
+    "Hue of each image rotated by its own factor `f` (in turns), as torchvision's `adjust_hue` does through HSV."
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    delta = maxc - minc                      # = v * s
+    d = torch.where(delta > 0, delta, torch.ones_like(delta))
+    h = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, (b - r) / d + 2, (r - g) / d + 4))  # in sixths of a turn
+    h = torch.where(delta > 0, h, torch.zeros_like(h))
+    h = ((h / 6 + f.view(-1, 1, 1)) % 1.0 * 6)[:, None]
+    k = (torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1) + h) % 6
+    return maxc[:, None] - delta[:, None] * torch.minimum(k, 4 - k).clamp(0, 1)  # HSV -> RGB without a lookup table
 
 JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)  # torchvision's fn_idx order
 
