@@ -80,8 +80,9 @@ JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 def gaussian_blur(x: torch.Tensor, k: int, sigma: torch.Tensor) -> torch.Tensor:
     "Blur each image of float `x` (B, C, H, W) with a `k`-tap Gaussian of its own `sigma` (B,), reflect padding."
     B, C, H, W = x.shape
-    t = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
-    w = torch.softmax(-(t ** 2) / (2 * sigma.to(x).view(-1, 1) ** 2), 1).repeat_interleave(C, 0)  # (B*C, k)
+    t = torch.arange(k, device=x.device, dtype=torch.float64) - k // 2
+    w = torch.softmax(-(t ** 2) / (2 * sigma.to(x.device, torch.float64).view(-1, 1) ** 2), 1)
+    w = w.to(x.dtype).repeat_interleave(C, 0)  # (B*C, k): one kernel per image channel
     r = k // 2
     y = F.pad(x.reshape(1, B * C, H, W), (r, r, r, r), mode='reflect')
     y = F.conv2d(y, w.view(B * C, 1, 1, k), groups=B * C)
@@ -105,14 +106,14 @@ class Flip:
     "Horizontal flip with probability `p` per image, image and mask channels together."
     def __init__(self, p: float = 0.5): self.p = p
     def draw(self, n, H, W, g): return dict(flip=torch.rand(n, generator=g) < self.p)
-    def apply(self, x, p): return torch.where(p['flip'].to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+    def apply(self, x, p): return _rows(x, p['flip'].nonzero().flatten(), lambda v: v.flip(-1))
     def __repr__(self): return f'Flip(p={self.p})'
 
 class Grayscale:
     "Grayscale (three equal channels) with probability `p` per image."
     def __init__(self, p: float): self.p = p
     def draw(self, n, H, W, g): return dict(gray=torch.rand(n, generator=g) < self.p)
-    def apply(self, x, p): return torch.where(p['gray'].to(x.device).view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
+    def apply(self, x, p): return _rows(x, p['gray'].nonzero().flatten(), lambda v: grayscale(v).expand_as(v))
     def __repr__(self): return f'Grayscale(p={self.p})'
 
 class Blur:
@@ -182,7 +183,7 @@ def run_ops(ops: list, x: torch.Tensor, g: torch.Generator, masks: torch.Tensor 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     "uint8 images as float32 in [0, 1] (what the per-image path's `ToDtype(float32, scale=True)` gives)."
-    return x.float().div_(255) if not x.is_floating_point() else x.float()
+    return x.float().div_(255) if not x.is_floating_point() else x.float().clone()  # operations work in place
 
 class BatchViews:
     "Two independent views of each image of a uint8 batch by the batched counterpart of torchvision pipeline `aug`."
