@@ -53,13 +53,14 @@ def per_image_rate(ds, seconds, batch=64):
     return n / (time.perf_counter() - t0)
 
 
-def batched_rate(fn, images, masks, batch, seconds, device):
+def batched_rate(fn, images, masks, fallback, batch, seconds, device):
     "Two-view images/s of the batched path `fn` on batches of `batch` images drawn from `images` held on `device`."
     g = torch.Generator().manual_seed(0)
     images, masks = images.to(device), None if masks is None else masks.to(device, torch.uint8)
     def one():
-        idx = torch.randint(0, len(images), (batch,), generator=g).to(device)
-        return fn(images[idx], None if masks is None else masks[idx], g)
+        idx = torch.randint(0, len(images), (batch,), generator=g)
+        di = idx.to(device)
+        return fn(images[di], None if masks is None else masks[di], g, fallback[idx])
     one(); sync(device)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -76,8 +77,9 @@ def throughput(args, devices):
         per_image['standard'].transform = TwoViews(std)
         seg_views = SegAugViews(size, standard=std)
         per_image['segaug'] = SegAugDataset(raw, raw.masks, seg_views)
-        batched = {'standard': lambda x, m, g, v=BatchViews(std): v(x, g),
-                   'segaug': lambda x, m, g, v=BatchSegAug(seg_views), fb=None: v(x, m, g)}
+        batched = {'standard': lambda x, m, g, fb, v=BatchViews(std): v(x, g),
+                   'segaug': lambda x, m, g, fb, v=BatchSegAug(seg_views): v(x, m, g, fb)}
+        fallback = per_image['segaug'].fallback  # decided once per dataset, as in training
         runs = {}
         for r in range(args.rounds):
             for kind in ('standard', 'segaug'):
@@ -85,7 +87,7 @@ def throughput(args, devices):
                 for dev in devices:
                     b = args.batch_32 if size == 32 else (args.batch_224 if dev.type == 'cpu' else args.batch_224_gpu)
                     runs.setdefault(f'{kind}/batched_{dev.type}', []).append(
-                        batched_rate(batched[kind], raw.images, raw.masks, b, args.seconds, dev))
+                        batched_rate(batched[kind], raw.images, raw.masks, fallback, b, args.seconds, dev))
             print(f"{size} px round {r + 1}: " + ', '.join(f'{k} {v[-1]:.0f}' for k, v in runs.items()), flush=True)
         med = {k: statistics.median(v) for k, v in runs.items()}
         res = {k: round(v, 1) for k, v in med.items()}
