@@ -27,12 +27,14 @@ from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
 
 # %% auto #0
-__all__ = ['CHECKPOINT', 'METRICS', 'CONFIG', 'PretrainConfig', 'NonFiniteLossError', 'autocast', 'epoch_generator',
-           'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'extract_features', 'knn_predict',
-           'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'check_resumable', 'train_one_epoch', 'segaug_dataset',
-           'pretrain']
+__all__ = ['AUGMENT_DEVICES', 'CHECKPOINT', 'METRICS', 'CONFIG', 'PretrainConfig', 'NonFiniteLossError', 'autocast',
+           'epoch_generator', 'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment',
+           'device_loader', 'extract_features', 'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint',
+           'check_resumable', 'train_one_epoch', 'segaug_dataset', 'pretrain']
 
 # %% ../nbs/07_train.ipynb #a5c20352
+AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')
+
 @dataclass
 class PretrainConfig:
     "Every setting of a SimCLR pretraining run."
@@ -76,6 +78,7 @@ class PretrainConfig:
     channels_last: bool = False    # channels-last memory format (faster convolutions on most hardware)
     compile: bool = False          # torch.compile the model
     workers: int = 0               # DataLoader worker processes
+    augment_device: str = 'auto'   # views: 'cpu' (per image, DataLoader workers), 'cuda' (batched on the GPU), 'batch' (batched on the training device, CPU too), 'auto' (batched when training on CUDA)
     global_bn: bool = True         # several processes: BatchNorm statistics over the global batch (the paper's global BN)
     nproc: int = 1                 # CLI: launch this many processes on this machine with torchrun
     out: str = 'outputs/pretrain/run'# run folder: checkpoint.pt, metrics.jsonl, config.json
@@ -96,7 +99,8 @@ class PretrainConfig:
                   (self.width > 0, 'width must be > 0'), (self.warmup_epochs >= 0, 'warmup_epochs must be >= 0'),
                   (self.workers >= 0, 'workers must be >= 0'), (self.lr >= 0, 'lr must be >= 0'),
                   (self.augment in ('simclr', 'cifar', 'segaug'), "augment must be 'simclr', 'cifar' or 'segaug'"),
-                  (0 <= self.fg_lo < self.fg_hi <= 1, 'fg_lo and fg_hi must satisfy 0 <= fg_lo < fg_hi <= 1')]
+                  (0 <= self.fg_lo < self.fg_hi <= 1, 'fg_lo and fg_hi must satisfy 0 <= fg_lo < fg_hi <= 1'),
+                  (self.augment_device in AUGMENT_DEVICES, f"augment_device must be one of {AUGMENT_DEVICES}")]
         for ok, msg in checks:
             if not ok: raise ValueError(msg)
         return self
@@ -151,6 +155,38 @@ def pretrain_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device:
     return DataLoader(ds, batch_size=cfg.batch_size // W, sampler=EpochSampler(len(ds), cfg.seed, rank(), W),
                       drop_last=True, num_workers=cfg.workers, pin_memory=device.type == 'cuda', generator=generator,
                       persistent_workers=False)
+
+# %% ../nbs/07_train.ipynb #c4d1e2f7
+from .batch_augment import BatchSegAug, BatchViews, DeviceLoader
+from .data import ImageTensorDataset
+
+def _batch_views(ds):
+    "The batched counterpart of `ds`'s views, its uint8 images and its masks, or None when `ds` has none."
+    if isinstance(ds, SegAugDataset) and isinstance(ds.ds, ImageTensorDataset):
+        return BatchSegAug(ds.views), ds.ds, ds.masks, ds.fallback
+    if isinstance(ds, ImageTensorDataset) and isinstance(ds.transform, TwoViews):
+        return BatchViews(ds.transform.transform), ds, None, None
+    return None
+
+def batched_augment(cfg: PretrainConfig, device: torch.device, ds) -> bool:
+    "Whether this run makes its views in batches on `device` (`cfg.augment_device`; 'auto': on a CUDA GPU when `ds` allows)."
+    if cfg.augment_device == 'cpu': return False
+    if cfg.augment_device == 'cuda' and device.type != 'cuda':
+        raise ValueError(f"augment_device 'cuda' needs training on a CUDA GPU (the device is {device}); use --augment-device "
+                         "batch to make the views in batches on this device, or --augment-device cpu")
+    if cfg.augment_device == 'auto' and device.type != 'cuda': return False
+    try: ok = _batch_views(ds) is not None
+    except ValueError: ok = False  # a pipeline without a batched counterpart
+    if not ok and cfg.augment_device != 'auto':
+        raise ValueError(f"the batched views need an in-memory dataset (CIFAR, STL-10, synthetic) with the standard or SegAug "
+                         f"pipeline; this one is a {type(ds).__name__}: use --augment-device cpu")
+    return ok
+
+def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: torch.device) -> DeviceLoader:
+    "`pretrain_loader`'s batches (same sampler and checks) with the views made on `device` from uint8 data held there."
+    dl = pretrain_loader(ds, cfg, generator, device)
+    views, base, masks, fallback = _batch_views(ds)
+    return DeviceLoader(base.images, base.targets, views, dl.sampler, dl.batch_size, generator, device, masks, fallback)
 
 # %% ../nbs/07_train.ipynb #e5b05bbb
 @torch.no_grad()
@@ -326,7 +362,7 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
     probe = nn.Linear(model.encoder.out_dim, n_classes).to(device)
     gen = epoch_generator(cfg.seed, 0)
-    loader = pretrain_loader(ds, cfg, gen, device)
+    loader = (device_loader if batched_augment(cfg, device, ds) else pretrain_loader)(ds, cfg, gen, device)
     steps_per_epoch = math.ceil(len(loader) / cfg.accum_steps)
     peak_lr = scaled_lr(cfg.lr, cfg.batch_size * cfg.accum_steps, cfg.lr_scaling)  # the global effective batch
     opt = make_optimizer(cfg.optimizer, model, peak_lr, cfg.weight_decay, cfg.momentum)
