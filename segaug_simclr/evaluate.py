@@ -22,7 +22,7 @@ from .optim import warmup_cosine
 from .train import epoch_order, extract_features, knn_accuracy, load_checkpoint
 
 # %% auto #0
-__all__ = ['MEAN_PER_CLASS', 'L2_GRID', 'load_encoder', 'snapshot', 'changed', 'Frozen', 'topk_accuracy',
+__all__ = ['MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder', 'snapshot', 'changed', 'Frozen', 'topk_accuracy',
            'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'with_transform', 'default_eval_transform',
            'linear_eval', 'finetune_indices', 'finetune', 'fit_logreg', 'predict_logreg', 'score', 'select_l2',
            'features_standardised', 'transfer_eval', 'knn_eval', 'save_record', 'load_records']
@@ -197,12 +197,14 @@ def finetune_indices(targets, fraction: float, reading: str = 'paper', pretrain_
     sub = label_fraction(targets, pretrain_fraction, seed)
     return sub[label_fraction(targets[sub], min(1.0, fraction / pretrain_fraction), seed)]
 
+FINETUNE_BASE_LR = 0.05  # SimCLR B.5 and thesis 5.2.2: lr 0.8 at batch 4096 = 0.05 x B/256
+
 def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, reading: str = 'paper',
              pretrain_fraction: float | None = None, epochs: int | None = None, batch_size: int = 256,
-             base_lr: float = 0.2, momentum: float = 0.9, image_size: int = 224, train_transform=None,
+             base_lr: float = FINETUNE_BASE_LR, momentum: float = 0.9, image_size: int = 224, train_transform=None,
              eval_transform=None, seed: int = 0, device='cpu', workers: int = 0, dataset: str = '') -> dict:
     """Fine-tune a copy of `encoder` with a linear head on `fraction` of the labels (60 epochs for 1%, 30 otherwise by
-    default); lr `base_lr` x B/256 (0.8 at 4096), Nesterov momentum, no weight decay, crop + flip only."""
+    default); lr `base_lr` x B/256 (0.05 x B/256: 0.8 at 4096), Nesterov momentum, no weight decay, crop + flip only."""
     device = get_device(str(device))
     t0 = time.perf_counter()
     epochs = epochs or (60 if fraction <= 0.01 else 30)
@@ -226,7 +228,8 @@ def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, read
     return dict(protocol=f'finetune-{fraction:g}', dataset=dataset, encoder=getattr(encoder, 'spec', None),
                 label_fraction=fraction, label_fraction_reading=reading, pretrain_fraction=pretrain_fraction,
                 metrics=topk_accuracy(h, y), n_train=len(labelled), n_test=len(test_ds), seed=seed,
-                hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, momentum=momentum, weight_decay=0.0),
+                hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, lr=opt.param_groups[0]['initial_lr'],
+                             momentum=momentum, weight_decay=0.0),
                 time_s=time.perf_counter() - t0, model=net)
 
 # %% ../nbs/08_evaluate.ipynb #0d6eb3bc
