@@ -26,3 +26,61 @@ def test_finetune_learning_rate_follows_the_paper(small, monkeypatch, batch_size
     assert used[0]['lr'] == pytest.approx(lr) and rec['hparams']['lr'] == pytest.approx(lr)
     assert (used[0]['momentum'], used[0]['nesterov'], used[0]['weight_decay']) == (0.9, True, 0)
 
+
+def test_recipes_pin_the_papers_and_the_thesis_numbers():
+    from segaug_simclr.optim import scaled_lr
+    from segaug_simclr.train import default_recipe, recipe_names, recipe_settings
+    assert set(recipe_names()) == {'paper-imagenet', 'paper-cifar', 'thesis-imagenet', 'thesis-cifar', 'thesis-cifar-literal'}
+    s = {r: recipe_settings(r) for r in recipe_names()}
+    # colour strength: SimCLR 1.0 on ImageNet, 0.5 on CIFAR-10 (B.9); the thesis 1.0 on both (5.2.1, "same as ImageNet")
+    assert [s[r]['color_strength'] for r in ('paper-imagenet', 'paper-cifar', 'thesis-imagenet', 'thesis-cifar')] == [1.0, 0.5, 1.0, 1.0]
+    # blur on ImageNet, none on CIFAR (paper B.9, thesis 5.2.1); crops down to 8% of the area everywhere
+    assert [s[r]['augment'] for r in recipe_names()] == ['simclr', 'cifar', 'simclr', 'cifar', 'cifar']
+    assert {v['crop_min'] for v in s.values()} == {0.08}
+    peak = lambda r, B: scaled_lr(s[r]['lr'], B, s[r]['lr_scaling'])
+    assert peak('paper-imagenet', 4096) == pytest.approx(4.8) and peak('thesis-imagenet', 4096) == pytest.approx(4.8)
+    # thesis CIFAR "Learning Rate: 1.0" at batch 1024 and 128: scaled (default) and literal readings
+    assert (peak('thesis-cifar', 1024), peak('thesis-cifar', 128)) == (4.0, 0.5)
+    assert (peak('thesis-cifar-literal', 1024), peak('thesis-cifar-literal', 128)) == (1.0, 1.0)
+    assert [default_recipe(d, n) for d, n in (('cifar10', 32), ('cifar10', 224), ('cifar100', 32), ('imagenet', 224),
+                                                ('synthetic', 32), ('synthetic', 96))] == \
+        ['paper-cifar', 'paper-cifar', 'paper-cifar', 'paper-imagenet', 'paper-cifar', 'paper-imagenet']
+    with pytest.raises(ValueError, match='thesis-cifar-literal'):
+        recipe_settings('thesis')
+
+
+def test_recipe_reaches_the_run_and_explicit_settings_win(tiny_cfg, monkeypatch):
+    import json
+    from pathlib import Path
+    from segaug_simclr import train
+    from segaug_simclr.core import read_jsonl
+    made, opt = [], []
+    real_aug, real_opt = train.make_augment, train.make_optimizer
+    monkeypatch.setattr(train, 'make_augment', lambda *a, **k: made.append(a) or real_aug(*a, **k))
+    monkeypatch.setattr(train, 'make_optimizer', lambda *a, **k: opt.append(a) or real_opt(*a, **k))
+    cfg = tiny_cfg(recipe='thesis-cifar-literal', lr=None, color_strength=0.7, epochs=1)
+    res = train.pretrain(cfg)
+    assert cfg.lr is None and cfg.augment is None  # the caller's config is not changed
+    assert made == [('cifar', 32, 0.7, 0.08)]       # the recipe's pipeline, the explicit strength
+    assert opt[0][2] == 1.0                          # literal reading: lr 1.0 whatever the batch (32 here)
+    conf = json.loads((Path(res['out']) / train.CONFIG).read_text())
+    assert (conf['recipe'], conf['lr'], conf['lr_scaling'], conf['color_strength']) == ('thesis-cifar-literal', 1.0, 'none', 0.7)
+    assert conf['recipe_overrides'] == {'color_strength': 0.7}
+    assert conf['recipe_set'] == {'augment': 'cifar', 'crop_min': 0.08, 'lr': 1.0, 'lr_scaling': 'none'}
+    epochs = [r for r in read_jsonl(Path(res['out']) / train.METRICS) if r['kind'] == 'epoch']
+    assert epochs and all(r['recipe'] == 'thesis-cifar-literal' and r['recipe_overrides'] == {'color_strength': 0.7}
+                          for r in epochs)
+
+
+def test_cli_recipe_flag_and_help():
+    from segaug_simclr.pretrain import build_parser, parse_config
+    from segaug_simclr.train import resolve_recipe
+    c = resolve_recipe(parse_config(['--dataset', 'imagenet', '--image-size', '224', '--recipe', 'thesis-imagenet',
+                                     '--crop-min', '0.2']))
+    assert (c.recipe, c.augment, c.color_strength, c.crop_min, c.lr) == ('thesis-imagenet', 'simclr', 1.0, 0.2, 0.3)
+    c = resolve_recipe(parse_config(['--dataset', 'imagenet', '--image-size', '224']))  # the paper's, by default
+    assert (c.recipe, c.color_strength) == ('paper-imagenet', 1.0)
+    text = ' '.join(build_parser().format_help().split())
+    assert 'thesis-cifar-literal' in text and 'explicit flags override it' in text
+    with pytest.raises(ValueError, match='recipe .nope. is unknown'):
+        resolve_recipe(parse_config(['--recipe', 'nope'])).validate()
