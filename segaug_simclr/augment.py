@@ -13,8 +13,8 @@ from torchvision.transforms import InterpolationMode
 # %% auto #0
 __all__ = ['AUGMENTATIONS', 'separable_gaussian_blur', 'GaussianBlur', 'blur_kernel_size', 'colour_jitter', 'colour_distortion',
            'simclr_augment', 'cifar_augment', 'to_float_image', 'center_crop_eval', 'transfer_transform', 'crop_flip',
-           'make_augment', 'TwoViews', 'record_draws', 'RegionPolicy', 'thesis_policy', 'fg_ratio', 'region_augment',
-           'SegAugViews']
+           'make_augment', 'TwoViews', 'resize_eval', 'record_draws', 'RegionPolicy', 'thesis_policy', 'fg_ratio',
+           'region_augment', 'SegAugViews']
 
 # %% ../nbs/02_augment.ipynb #db0b03ee
 @functools.lru_cache(maxsize=32)
@@ -106,6 +106,11 @@ class TwoViews:
     def __init__(self, transform): self.transform = transform
     def __call__(self, x): return self.transform(x), self.transform(x)
     def __repr__(self): return f"TwoViews({self.transform!r})"
+
+# %% ../nbs/02_augment.ipynb #e20ff63b
+def resize_eval(size: int = 224) -> v2.Compose:
+    "Evaluation of images smaller than the network's input (CIFAR at 224, thesis 5.2.1): the whole image resized to `size` x `size`."
+    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
 
 # %% ../nbs/02_augment.ipynb #ed46b551
 def record_draws(aug: v2.Compose, img: torch.Tensor, n: int) -> dict:

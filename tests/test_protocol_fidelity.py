@@ -84,3 +84,78 @@ def test_cli_recipe_flag_and_help():
     assert 'thesis-cifar-literal' in text and 'explicit flags override it' in text
     with pytest.raises(ValueError, match='recipe .nope. is unknown'):
         resolve_recipe(parse_config(['--recipe', 'nope'])).validate()
+
+
+def test_linear_eval_history_per_epoch(small):
+    from segaug_simclr.evaluate import linear_eval
+    tr, te = small
+    enc = resnet(18, 0.25, cifar_stem=True)
+    for protocol in ('cached', 'augmented'):
+        rec = linear_eval(enc, tr, te, protocol, epochs=3, batch_size=16, val_ds=te)
+        assert [h['epoch'] for h in rec['history']] == [1, 2, 3]
+        assert all(set(h) == {'epoch', 'loss', 'train_top1', 'val_top1'} for h in rec['history'])
+        assert all(0 <= h['train_top1'] <= 1 and 0 <= h['val_top1'] <= 1 and h['loss'] > 0 for h in rec['history'])
+        # the validation split is the test split here, so the last point is the reported score
+        assert rec['history'][-1]['val_top1'] == pytest.approx(rec['metrics']['top1'])
+    rec = linear_eval(enc, tr, te, 'cached', epochs=2, batch_size=16)            # no validation split: no val_top1
+    assert all('val_top1' not in h for h in rec['history']) and rec['n_val'] == 0
+    rec = linear_eval(enc, tr, te, 'cached', epochs=2, batch_size=16, val_per_class=0.25)  # held out per class
+    assert (rec['n_train'], rec['n_val']) == (30, 10) and all('val_top1' in h for h in rec['history'])
+
+
+def test_linear_history_tracks_training_on_a_learnable_problem():
+    from segaug_simclr.evaluate import train_linear
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 8, generator=g); y = (X[:, 0] > 0).long()
+    batches = lambda e: ((X[i], y[i]) for i in torch.randperm(400, generator=torch.Generator().manual_seed(e)).split(50))
+    clf = train_linear(batches, 8, 2, epochs=5, steps_per_epoch=8, lr=0.5, val=(X[:100], y[:100]))
+    h = clf.history
+    assert h[-1]['loss'] < h[0]['loss'] and h[-1]['train_top1'] > 0.9 and h[-1]['val_top1'] > 0.9
+    assert [e['epoch'] for e in h] == [1, 2, 3, 4, 5] and h[0]['train_top1'] < h[-1]['train_top1']
+
+
+def test_finetune_history(small):
+    tr, te = small
+    rec = finetune(resnet(18, 0.25, cifar_stem=True), tr, te, fraction=1.0, epochs=2, batch_size=16, image_size=32, val_ds=te)
+    assert [h['epoch'] for h in rec['history']] == [1, 2] and all('val_top1' in h for h in rec['history'])
+    assert rec['history'][-1]['val_top1'] == pytest.approx(rec['metrics']['top1'])
+
+
+def test_transfer_records_name_the_method_and_sgd_settings(small, monkeypatch):
+    from segaug_simclr.evaluate import transfer_eval
+    tr, te = small
+    enc = resnet(18, 0.25, cifar_stem=True)
+    lb = transfer_eval(enc, tr, te, image_size=32, grid=(1e-2, 1.0), max_iter=20)
+    assert (lb['protocol'], lb['method'], lb['sgd']) == ('transfer-lbfgs', 'lbfgs', None)
+    assert lb['lbfgs'] == {'grid': [1e-2, 1.0], 'max_iter': 20}
+    used = []
+    class Spy(torch.optim.SGD):
+        def __init__(self, params, **kw):
+            used.append(kw); super().__init__(params, **kw)
+    monkeypatch.setattr(torch.optim, 'SGD', Spy)
+    sg = transfer_eval(enc, tr, te, image_size=32, method='sgd', sgd_epochs=3, batch_size=64, sgd_base_lr=0.2,
+                       sgd_weight_decay=1e-4)
+    assert (sg['protocol'], sg['method'], sg['lbfgs']) == ('transfer-sgd', 'sgd', None)
+    assert sg['sgd'] == dict(epochs=3, batch_size=64, base_lr=0.2, lr=0.05, momentum=0.9, nesterov=True,
+                             weight_decay=1e-4, schedule='cosine', data='train+val')
+    assert used == [dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4)]  # what the record says is what ran
+    assert len(sg['history']) == 3
+
+
+def test_cifar_at_224_is_evaluated_as_trained(small):
+    "Thesis 5.2.1: CIFAR images resized to 224 x 224 for a standard ResNet; evaluation resizes the whole image too."
+    from segaug_simclr.augment import center_crop_eval, resize_eval
+    from segaug_simclr.evaluate import default_eval_transform, image_side, knn_eval, linear_eval
+    tr, te = small
+    assert image_side(tr) == 32
+    img = tr.images[0]
+    assert torch.equal(default_eval_transform(224, image_side(tr))(img), resize_eval(224)(img))
+    assert torch.equal(default_eval_transform(224, 500)(img), center_crop_eval(224, 256)(img))  # ImageNet-sized images
+    enc = resnet(18, 0.25)
+    a = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64)
+    b = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64, eval_transform=resize_eval(64))
+    c = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64, eval_transform=center_crop_eval(64, 73))
+    assert torch.equal(a['classifier'].weight, b['classifier'].weight)
+    assert not torch.equal(a['classifier'].weight, c['classifier'].weight)
+    k1 = knn_eval(enc, tr, te, k=5, image_size=64)['metrics']
+    assert k1 == knn_eval(enc, tr, te, k=5, image_size=64, eval_transform=resize_eval(64))['metrics']
