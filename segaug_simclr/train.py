@@ -72,6 +72,10 @@ class PretrainConfig:
     fg_lo: float = 0.05            # segaug: images with a foreground share outside [fg_lo, fg_hi] take the standard pipeline
     fg_hi: float = 0.90            # segaug: upper foreground-share threshold
     segaug_global: bool = False    # segaug: follow the region operations with the standard colour distortion
+    fg_color_strength: float = 1.0 # segaug: colour-jitter strength on the foreground (thesis 5.2.1: strong, s = 1.0)
+    fg_color_p: float = 0.8        # segaug: probability of the foreground colour jitter
+    bg_blur_p: float = 0.85        # segaug: probability of the background blur (thesis 5.2.1)
+    bg_gray_p: float = 0.3         # segaug: probability of the background grayscale (thesis 5.2.1)
     seed: int = 0                  # fixes initial weights, data order and augmentation streams
     device: str = 'auto'           # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     amp: str = 'none'              # 'bf16', 'fp16' (CUDA only) or 'none'
@@ -99,7 +103,10 @@ class PretrainConfig:
                   (self.workers >= 0, 'workers must be >= 0'), (self.lr is None or self.lr >= 0, 'lr must be >= 0'),
                   (self.augment in (None, 'simclr', 'cifar', 'segaug'), "augment must be 'simclr', 'cifar' or 'segaug'"),
                   (self.recipe == 'auto' or self.recipe in RECIPES, f"recipe must be 'auto' or one of {', '.join(RECIPES)}"),
-                  (0 <= self.fg_lo < self.fg_hi <= 1, 'fg_lo and fg_hi must satisfy 0 <= fg_lo < fg_hi <= 1')]
+                  (0 <= self.fg_lo < self.fg_hi <= 1, 'fg_lo and fg_hi must satisfy 0 <= fg_lo < fg_hi <= 1'),
+                  (self.fg_color_strength >= 0, 'fg_color_strength must be >= 0'),
+                  (all(0 <= p <= 1 for p in (self.fg_color_p, self.bg_blur_p, self.bg_gray_p)),
+                   'fg_color_p, bg_blur_p and bg_gray_p are probabilities: each must lie in [0, 1]')]
         for ok, msg in checks:
             if not ok: raise ValueError(msg)
         return self
@@ -315,7 +322,7 @@ def segaug_dataset(cfg: PretrainConfig, device='cpu'):
     key = '-'.join([cfg.dataset, 'train'] + [f'{k}{v}' for k, v in (('frac', cfg.fraction), ('n', cfg.num_images)) if v]
                    + ([f'seed{cfg.seed}'] if cfg.fraction or cfg.num_images else []) + ([f'sp{cfg.spurious}'] if cfg.spurious else []))
     store = build_mask_cache(raw, seg, cfg.mask_cache, key, rebuild=cfg.rebuild_masks, progress=cfg.progress)
-    policy = thesis_policy(cfg.image_size, 1.0)
+    policy = thesis_policy(cfg.image_size, cfg.fg_color_strength, cfg.fg_color_p, cfg.bg_blur_p, cfg.bg_gray_p)
     if cfg.segaug_global: policy.after = colour_distortion(cfg.color_strength)
     standard = make_augment(recipe_settings(cfg.recipe)['augment'], cfg.image_size, cfg.color_strength, cfg.crop_min)
     views = SegAugViews(cfg.image_size, policy, standard, cfg.fg_lo, cfg.fg_hi, scale=(cfg.crop_min, 1.0))

@@ -159,3 +159,53 @@ def test_cifar_at_224_is_evaluated_as_trained(small):
     assert not torch.equal(a['classifier'].weight, c['classifier'].weight)
     k1 = knn_eval(enc, tr, te, k=5, image_size=64)['metrics']
     assert k1 == knn_eval(enc, tr, te, k=5, image_size=64, eval_transform=resize_eval(64))['metrics']
+
+
+def test_segaug_region_settings_default_to_the_thesis_and_reach_the_run(tiny_cfg, tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+    from torchvision.transforms import v2
+    from segaug_simclr import train
+    from segaug_simclr.augment import ScaledGaussianBlur, thesis_policy
+    c = train.PretrainConfig()
+    assert (c.fg_color_strength, c.fg_color_p, c.bg_blur_p, c.bg_gray_p) == (1.0, 0.8, 0.85, 0.3)  # thesis 5.2.1
+    pol = thesis_policy(224)
+    (jit,), (blur, gray) = pol.fg, pol.bg
+    assert jit.p == 0.8 and jit.transforms[0].brightness == (pytest.approx(0.2), pytest.approx(1.8))  # s = 1.0
+    assert blur.p == 0.85 and isinstance(blur.transforms[0], ScaledGaussianBlur) and blur.transforms[0].sigma == (0.1, 2.0)
+    assert isinstance(gray, v2.RandomGrayscale) and gray.p == 0.3
+    seen = []
+    real = train.thesis_policy
+    monkeypatch.setattr(train, 'thesis_policy', lambda *a, **k: seen.append(a) or real(*a, **k))
+    res = train.pretrain(tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks'), epochs=1,
+                                  fg_color_strength=0.4, fg_color_p=0.6, bg_blur_p=0.5, bg_gray_p=0.1, color_strength=0.9))
+    assert seen == [(32, 0.4, 0.6, 0.5, 0.1)]
+    conf = json.loads((Path(res['out']) / train.CONFIG).read_text())
+    assert {k: conf[k] for k in ('fg_color_strength', 'fg_color_p', 'bg_blur_p', 'bg_gray_p', 'color_strength')} == \
+        dict(fg_color_strength=0.4, fg_color_p=0.6, bg_blur_p=0.5, bg_gray_p=0.1, color_strength=0.9)
+    with pytest.raises(ValueError, match='probabilities'):
+        tiny_cfg(bg_blur_p=1.5).validate()
+
+
+@pytest.mark.parametrize('sigma', [1.0, 2.0])
+def test_segaug_background_blur_on_a_large_image_matches_the_standard_view(sigma):
+    "The region blur runs before the crop; after the crop and resize it must be as strong as SimCLR's blur of the view."
+    from torchvision.transforms import v2
+    from segaug_simclr.augment import GaussianBlur, RegionPolicy, ScaledGaussianBlur, SegAugViews
+    g = torch.Generator().manual_seed(0)
+    big = (torch.rand(3, 448, 448, generator=g) * 255).to(torch.uint8)
+    mask = torch.zeros(448, 448, dtype=torch.bool)                    # all background
+    rough = lambda x: (x[..., :, 1:] - x[..., :, :-1]).abs().mean().item()
+    views = SegAugViews(224, RegionPolicy(bg=[ScaledGaussianBlur(224, (sigma, sigma))]), lo=0.0, hi=1.0, scale=(1.0, 1.0))
+    region = rough(views(big, mask)[0])                               # whole-image crop, resized to 224
+    down = v2.functional.resize(big, [224, 224], antialias=True)
+    standard = rough(v2.functional.to_dtype(GaussianBlur(23, sigma=(sigma, sigma))(down), torch.float32, scale=True))
+    sized_for_view = rough(v2.functional.to_dtype(
+        v2.functional.resize(GaussianBlur(23, sigma=(sigma, sigma))(big), [224, 224], antialias=True), torch.float32, scale=True))
+    assert region == pytest.approx(standard, rel=0.05)
+    assert sized_for_view > 1.5 * standard                            # the earlier, view-sized blur: far too weak
+    # on an image of the view's own size the scaled blur is SimCLR's blur, draw for draw
+    small = big[:, :224, :224]
+    torch.manual_seed(3); a = ScaledGaussianBlur(224)(small)
+    torch.manual_seed(3); b = GaussianBlur(23, sigma=(0.1, 2.0))(small)
+    assert torch.equal(a, b)
