@@ -16,14 +16,15 @@ from torchvision.transforms import v2
 
 from . import __version__
 from .augment import center_crop_eval, crop_flip, resize_eval, to_float_image, transfer_transform
-from .core import atomic_write_text, get_device
+from .core import atomic_save, atomic_write_text, get_device
 from .data import get_dataset, label_fraction, num_classes, per_class_split
 from .models import resnet, simclr_model
 from .optim import warmup_cosine
 from .train import epoch_order, extract_features, knn_accuracy, load_checkpoint, recipe_record
 
 # %% auto #0
-__all__ = ['MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder', 'encoder_recipe', 'snapshot', 'changed', 'Frozen',
+__all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder',
+           'encoder_recipe', 'load_simclr_v1', 'export_torchvision_state_dict', 'snapshot', 'changed', 'Frozen',
            'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'with_transform',
            'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune', 'fit_logreg',
            'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval', 'save_record',
@@ -47,7 +48,7 @@ def _depth_of(state_dict: dict) -> int:
     return depths[blocks, bottleneck]
 
 def load_encoder(spec) -> nn.Module:
-    "An encoder from a checkpoint path, 'random:depth=..,width=..,cifar_stem=..,seed=..', or 'torchvision:<weights.pth>'."
+    "An encoder from a checkpoint path, 'random:depth=..,width=..,cifar_stem=..,seed=..', 'torchvision:<weights.pth>' or 'simclr-v1:<converted.pth>'."
     spec = str(spec)
     if spec.startswith('random:') or spec == 'random':
         kw = dict(depth=50, width=1, cifar_stem=0, seed=0) | _parse_spec(spec[7:])
@@ -62,6 +63,8 @@ def load_encoder(spec) -> nn.Module:
         sd = {k: v for k, v in torch.load(path, map_location='cpu', weights_only=True).items() if not k.startswith('fc.')}
         enc = resnet(_depth_of(sd), 1, False, zero_init_residual=False)
         enc.load_state_dict(sd)
+    elif spec.startswith('simclr-v1:'):
+        enc = load_simclr_v1(spec[len('simclr-v1:'):])
     else:
         path = Path(spec)
         if not path.exists(): raise FileNotFoundError(f"no encoder checkpoint at {path}")
@@ -77,6 +80,51 @@ def load_encoder(spec) -> nn.Module:
 def encoder_recipe(encoder) -> dict:
     "The pretraining recipe of `encoder` (`recipe`, `recipe_set`, `recipe_overrides`; None where it has none): part of every record."
     return getattr(encoder, 'recipe', None) or dict(recipe=None, recipe_set=None, recipe_overrides=None)
+
+# %% ../nbs/08_evaluate.ipynb #5ef89ca9
+SIMCLR_V1_TOP1 = {1: 69.1, 2: 74.2, 4: 76.6}        # ImageNet linear eval of the released v1 checkpoints (official README)
+SIMCLR_V1_PAPER_TOP1 = {1: 69.3, 2: 74.2, 4: 76.5}  # SimCLR paper, Table 6
+
+def _plain_state_dict(obj) -> dict:
+    "The tensors of a saved state dict, unwrapped from {'state_dict': ...} and DataParallel's 'module.' prefix."
+    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict): obj = obj['state_dict']
+    if not isinstance(obj, dict): raise ValueError(f"expected a state dict, found {type(obj).__name__}")
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in obj.items()}
+
+def load_simclr_v1(path, width: int | None = None) -> nn.Module:
+    "The official SimCLR v1 ResNet-50 (`width` 1, 2 or 4; read from the weights when None) from a converted state dict."
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no SimCLR v1 weights at {path}: download the official ResNet50_1x/2x/4x TensorFlow "
+                                "checkpoints and convert them to PyTorch (e.g. simclr-converter's convert.py), then pass the .pth")
+    sd = _plain_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+    stem = sd.get('conv1.weight')
+    if stem is None or 'layer4.2.conv3.weight' not in sd:
+        raise ValueError(f"{path} is not a converted SimCLR v1 ResNet-50 state dict: expected torchvision's key layout "
+                         f"(conv1.weight, layer1.0.conv1.weight, ..., layer4.2.conv3.weight), found {list(sd)[:4]}")
+    found = stem.shape[0] // 64 if stem.shape[0] % 64 == 0 else stem.shape[0] / 64
+    if found not in (1, 2, 4) or tuple(stem.shape[1:]) != (3, 7, 7):
+        raise ValueError(f"{path}: the stem is {tuple(stem.shape)}, not a SimCLR v1 ResNet-50 (1x/2x/4x) stem of (64w, 3, 7, 7)")
+    if width is not None and width != found:
+        raise ValueError(f"{path} holds ResNet-50 ({found}x), not ({width}x): pass the matching file or width")
+    enc = resnet(50, found, cifar_stem=False, zero_init_residual=False)
+    want, body = enc.state_dict(), {k: v for k, v in sd.items() if not k.startswith('fc.')}
+    missing = [k for k in want if k not in body and not k.endswith('num_batches_tracked')]
+    extra = [k for k in body if k not in want]
+    shape = [k for k in want if k in body and body[k].shape != want[k].shape]
+    if missing or extra or shape:
+        raise ValueError(f"{path} does not fit ResNet-50 ({found}x): missing {missing[:4]}, unexpected {extra[:4]}, "
+                         f"wrong shapes {shape[:4]}; is it a SimCLR v2 (selective-kernel) or another network's state dict?")
+    enc.load_state_dict(want | body)
+    return enc
+
+def export_torchvision_state_dict(encoder: nn.Module, path=None, fc: nn.Linear | None = None) -> dict:
+    "The weights of `encoder` (or of a model's `.encoder`) as a plain torchvision-style state dict, saved to `path` if given."
+    enc = getattr(encoder, 'encoder', encoder)
+    sd = {k: v.detach().cpu().clone() for k, v in enc.state_dict().items()}
+    if fc is not None: sd |= {'fc.weight': fc.weight.detach().cpu().clone(), 'fc.bias': fc.bias.detach().cpu().clone()}
+    if path is not None: atomic_save(sd, path)
+    return sd
 
 # %% ../nbs/08_evaluate.ipynb #a8b3b55a
 def snapshot(module: nn.Module) -> dict:

@@ -209,3 +209,90 @@ def test_segaug_background_blur_on_a_large_image_matches_the_standard_view(sigma
     torch.manual_seed(3); a = ScaledGaussianBlur(224)(small)
     torch.manual_seed(3); b = GaussianBlur(23, sigma=(0.1, 2.0))(small)
     assert torch.equal(a, b)
+
+
+# A reference ResNet-50 (Nx) in the layout of the converted official SimCLR v1 checkpoints (simclr-converter's
+# resnet_wider.py: torchvision's names, every channel count x width, stem included, stride on the 3x3 convolution,
+# `downsample` registered first in each block), written here independently of segaug_simclr.models.
+class _RefBlock(torch.nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        nn = torch.nn
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
+                           if stride != 1 or cin != planes * 4 else None)
+        self.conv1, self.bn1 = nn.Conv2d(cin, planes, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes)
+        self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
+
+    def forward(self, x):
+        r = torch.relu
+        out = self.bn3(self.conv3(r(self.bn2(self.conv2(r(self.bn1(self.conv1(x))))))))
+        return r(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class _RefResNet50(torch.nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        nn = torch.nn
+        self.conv1, self.bn1 = nn.Conv2d(3, 64 * w, 7, 2, 3, bias=False), nn.BatchNorm2d(64 * w)
+        cin = 64 * w
+        for i, (planes, n, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), 1):
+            blocks = []
+            for b in range(n):
+                blocks.append(_RefBlock(cin, planes * w, stride if b == 0 else 1)); cin = planes * w * 4
+            setattr(self, f'layer{i}', nn.Sequential(*blocks))
+        self.fc = nn.Linear(cin, 1000)
+
+    def features(self, x):
+        x = torch.nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        for i in range(1, 5): x = getattr(self, f'layer{i}')(x)
+        return x.mean((2, 3))
+
+
+def _random_v1(w, seed=0):
+    "A reference network with random weights and random BatchNorm statistics (so that eval mode is tested too)."
+    torch.manual_seed(seed)
+    ref = _RefResNet50(w).eval()
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5); m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1); m.running_var.uniform_(0.5, 2.0)
+    return ref
+
+
+@pytest.mark.parametrize('w', [1, 2])
+def test_simclr_v1_weights_load_and_match_the_reference_network(tmp_path, w):
+    from segaug_simclr.evaluate import export_torchvision_state_dict, load_encoder, load_simclr_v1
+    ref = _random_v1(w)
+    path = tmp_path / f'resnet50-{w}x.pth'
+    torch.save({'state_dict': ref.state_dict()}, path)                  # the converter's file layout
+    enc = load_encoder(f'simclr-v1:{path}').eval()
+    assert enc.out_dim == 2048 * w and enc.spec == f'simclr-v1:{path}'
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(enc(x), ref.features(x), atol=1e-4, rtol=1e-4)
+    # export -> the same dict -> the same network
+    sd = export_torchvision_state_dict(enc, tmp_path / 'back.pth')
+    assert all(torch.equal(sd[k], v) for k, v in ref.state_dict().items() if not k.startswith('fc.'))
+    ref2 = _RefResNet50(w).eval(); ref2.load_state_dict(torch.load(tmp_path / 'back.pth') | {k: v for k, v in ref.state_dict().items() if k.startswith('fc.')})
+    with torch.no_grad():
+        assert torch.allclose(ref2.features(x), ref.features(x))
+    with pytest.raises(ValueError, match=f'holds ResNet-50 \\({w}x\\), not \\(4x\\)'):
+        load_simclr_v1(path, width=4)
+
+
+def test_simclr_v1_wrong_layouts_are_refused_with_a_reason(tmp_path):
+    from segaug_simclr.evaluate import load_encoder
+    sd = _random_v1(1).state_dict()
+    cases = {'prefixed': ({f'encoder.{k}': v for k, v in sd.items()}, 'key layout'),
+             'cifar-stem': (sd | {'conv1.weight': torch.zeros(64, 3, 3, 3)}, 'stem'),
+             'odd width': (sd | {'conv1.weight': torch.zeros(96, 3, 7, 7)}, 'stem'),
+             'resnet-101': (sd | {'layer3.10.conv1.weight': torch.zeros(256, 1024, 1, 1)}, 'unexpected'),
+             'missing': ({k: v for k, v in sd.items() if k != 'layer2.0.bn1.running_var'}, 'missing')}
+    for name, (bad, msg) in cases.items():
+        torch.save({'state_dict': bad}, tmp_path / 'bad.pth')
+        with pytest.raises(ValueError, match=msg):
+            load_encoder(f'simclr-v1:{tmp_path / "bad.pth"}')
+    with pytest.raises(FileNotFoundError, match='convert'):
+        load_encoder(f'simclr-v1:{tmp_path / "none.pth"}')
