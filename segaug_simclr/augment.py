@@ -13,25 +13,23 @@ from torchvision.transforms import InterpolationMode
 # %% auto #0
 __all__ = ['AUGMENTATIONS', 'separable_gaussian_blur', 'GaussianBlur', 'blur_kernel_size', 'colour_jitter', 'colour_distortion',
            'simclr_augment', 'cifar_augment', 'to_float_image', 'center_crop_eval', 'transfer_transform', 'crop_flip',
-           'make_augment', 'TwoViews', 'record_draws', 'RegionPolicy', 'thesis_policy', 'fg_ratio', 'region_augment',
-           'SegAugViews']
+           'make_augment', 'TwoViews', 'resize_eval', 'record_draws', 'RegionPolicy', 'ScaledGaussianBlur',
+           'thesis_policy', 'fg_ratio', 'region_augment', 'SegAugViews']
 
 # %% ../nbs/02_augment.ipynb #db0b03ee
-@functools.lru_cache(maxsize=32)
-def _blur_taps(n: int, k: int) -> torch.Tensor:
-    "(k, n, n) one-hot tensor: tap t of output column j reads input column src(j + t - k//2), mirrored at the edges."
+@functools.lru_cache(maxsize=64)
+def _blur_taps(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "(rows, columns) of the n*k taps: tap t of output column j reads input column src(j + t - k//2), mirrored at the edges."
     r = k // 2
     src = (torch.arange(n)[:, None] + torch.arange(k)[None, :] - r).abs()
     src = torch.where(src > n - 1, 2 * (n - 1) - src, src)  # mirror at both edges, as torch's 'reflect' padding
-    taps = torch.zeros(k, n, n)
-    taps[torch.arange(k).repeat(n), src.flatten(), torch.arange(n).repeat_interleave(k)] = 1.0
-    return taps
+    return src.flatten(), torch.arange(n).repeat_interleave(k)
 
 def _blur_matrix(n: int, k: int, sigma: float) -> torch.Tensor:
     "(n, n) matrix M such that x @ M blurs the last axis of x with a Gaussian of `k` taps (reflect padding)."
     t = torch.arange(k, dtype=torch.float64) - k // 2
     w = torch.softmax(-(t ** 2) / (2 * sigma ** 2), 0).float()
-    return torch.tensordot(w, _blur_taps(n, k), dims=1)
+    return torch.zeros(n, n).index_put_(_blur_taps(n, k), w.repeat(n), accumulate=True)  # O(n k), not O(n^2 k)
 
 def separable_gaussian_blur(img: torch.Tensor, kernel_size, sigma) -> torch.Tensor:
     "torchvision's `gaussian_blur` (same kernel, reflect padding, uint8 rounding) as two small matrix products."
@@ -107,6 +105,11 @@ class TwoViews:
     def __call__(self, x): return self.transform(x), self.transform(x)
     def __repr__(self): return f"TwoViews({self.transform!r})"
 
+# %% ../nbs/02_augment.ipynb #e20ff63b
+def resize_eval(size: int = 224) -> v2.Compose:
+    "Evaluation of images smaller than the network's input (CIFAR at 224, thesis 5.2.1): the whole image resized to `size` x `size`."
+    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
+
 # %% ../nbs/02_augment.ipynb #ed46b551
 def record_draws(aug: v2.Compose, img: torch.Tensor, n: int) -> dict:
     "Apply `aug` to `img` `n` times and record what each random operation did (for testing the rates)."
@@ -142,11 +145,26 @@ class RegionPolicy:
     bg: list = field(default_factory=list)
     after: list = field(default_factory=list)
 
-def thesis_policy(size: int, s: float = 1.0) -> RegionPolicy:
-    "The thesis' policy: colour jitter of strength `s` (p=0.8) on the foreground; blur (p=0.85) and grayscale (p=0.3) on the background."
-    return RegionPolicy(fg=[colour_jitter(s)],
-                        bg=[v2.RandomApply([GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0))], p=0.85),
-                            v2.RandomGrayscale(p=0.3)])
+class ScaledGaussianBlur(v2.Transform):
+    """SimCLR's blur for an image that is cropped and resized to `size` only afterwards: on an H x W image, a kernel of
+    10% of each side and sigma drawn from `sigma` (the range at `size`) times side / `size`. After the image is resized
+    to `size` this is the standard blur (kernel 10% of `size`, sigma in [0.1, 2.0]); on a `size` image it is that blur."""
+    def __init__(self, size: int, sigma=(0.1, 2.0)):
+        super().__init__()
+        self.size, self.sigma = size, tuple(sigma)
+    def make_params(self, flat_inputs) -> dict:
+        return dict(sigma=torch.empty(1).uniform_(self.sigma[0], self.sigma[1]).item())  # the same draw as v2.GaussianBlur
+    def transform(self, inpt, params):
+        H, W = inpt.shape[-2:]
+        s = params['sigma'] / self.size
+        out = separable_gaussian_blur(inpt.as_subclass(torch.Tensor), (blur_kernel_size(W), blur_kernel_size(H)), (s * W, s * H))
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+def thesis_policy(size: int, s: float = 1.0, fg_p: float = 0.8, blur_p: float = 0.85, gray_p: float = 0.3) -> RegionPolicy:
+    """The thesis' policy (5.2.1): colour jitter of strength `s` (p=`fg_p`) on the foreground; blur (p=`blur_p`, sized
+    to the image it runs on for views of side `size`) and grayscale (p=`gray_p`) on the background."""
+    return RegionPolicy(fg=[colour_jitter(s, fg_p)],
+                        bg=[v2.RandomApply([ScaledGaussianBlur(size)], p=blur_p), v2.RandomGrayscale(p=gray_p)])
 
 def fg_ratio(mask: torch.Tensor) -> torch.Tensor:
     "F_ratio (thesis eq. 3): the share of foreground pixels of each mask (..., H, W)."

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
-from .augment import SegAugViews, fg_ratio
+from .augment import ScaledGaussianBlur, SegAugViews, blur_kernel_size, fg_ratio
 
 # %% auto #0
 __all__ = ['JITTER_OPS', 'crop_boxes', 'resized_crop', 'grayscale', 'adjust_brightness', 'adjust_contrast', 'adjust_saturation',
-           'adjust_hue', 'gaussian_blur', 'Crop', 'Flip', 'Grayscale', 'Blur', 'Jitter', 'batch_ops', 'run_ops',
-           'to_unit', 'BatchViews', 'BatchSegAug', 'all_masks', 'DeviceLoader']
+           'adjust_hue', 'gaussian_blur', 'Crop', 'Flip', 'Grayscale', 'Blur', 'ScaledBlur', 'Jitter', 'batch_ops',
+           'run_ops', 'to_unit', 'BatchViews', 'BatchSegAug', 'all_masks', 'DeviceLoader']
 
 # %% ../nbs/02b_batch_augment.ipynb #faf7a1ff
 def _uniform(shape, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
@@ -126,6 +126,17 @@ class Blur:
         return _rows(x, sel, lambda v: gaussian_blur(v, self.k, p['sigma'][sel]))
     def __repr__(self): return f'Blur(p={self.p}, k={self.k}, sigma={self.sigma})'
 
+# %% ../nbs/02b_batch_augment.ipynb #5cb1e0a2
+class ScaledBlur(Blur):
+    "`Blur` sized to the (square) images it runs on, as `ScaledGaussianBlur`: kernel 10% of the side, sigma x side / `size`."
+    def __init__(self, p: float, size: int, sigma): super().__init__(p, blur_kernel_size(size), sigma); self.size = size
+    def apply(self, x, p):
+        H, W = x.shape[-2:]
+        if H != W: raise ValueError(f"the batched scaled blur needs square images, got {H}x{W}; use augment_device='cpu'")
+        sel = p['blur'].nonzero().flatten()
+        return _rows(x, sel, lambda v: gaussian_blur(v, blur_kernel_size(W), p['sigma'][sel] * W / self.size))
+    def __repr__(self): return f'ScaledBlur(p={self.p}, size={self.size}, sigma={self.sigma})'
+
 # %% ../nbs/02b_batch_augment.ipynb #ecb8e131
 class Jitter:
     """Colour jitter with probability `p` per image: brightness, contrast, saturation factors and hue shift drawn per
@@ -165,6 +176,7 @@ def batch_ops(transforms) -> list:
         elif isinstance(inner, v2.ColorJitter):
             ops.append(Jitter(t.p, inner.brightness, inner.contrast, inner.saturation, inner.hue))
         elif isinstance(inner, v2.GaussianBlur): ops.append(Blur(t.p, inner.kernel_size[0], inner.sigma))
+        elif isinstance(inner, ScaledGaussianBlur): ops.append(ScaledBlur(t.p, inner.size, inner.sigma))
         elif isinstance(t, v2.ColorJitter): ops.append(Jitter(1.0, t.brightness, t.contrast, t.saturation, t.hue))
         else: raise ValueError(f"no batched counterpart of {t!r}; use augment_device='cpu' (the per-image path) for this pipeline")
     return ops

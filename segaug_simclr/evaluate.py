@@ -12,20 +12,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from . import __version__
-from .augment import center_crop_eval, crop_flip, to_float_image, transfer_transform
-from .core import atomic_write_text, get_device
+from .augment import center_crop_eval, crop_flip, resize_eval, to_float_image, transfer_transform
+from .core import atomic_save, atomic_write_text, get_device
 from .data import get_dataset, label_fraction, num_classes, per_class_split
 from .models import resnet, simclr_model
 from .optim import warmup_cosine
-from .train import epoch_order, extract_features, knn_accuracy, load_checkpoint
+from .train import epoch_order, extract_features, knn_accuracy, load_checkpoint, recipe_record
 
 # %% auto #0
-__all__ = ['MEAN_PER_CLASS', 'L2_GRID', 'load_encoder', 'snapshot', 'changed', 'Frozen', 'topk_accuracy',
-           'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'with_transform', 'default_eval_transform',
-           'linear_eval', 'finetune_indices', 'finetune', 'fit_logreg', 'predict_logreg', 'score', 'select_l2',
-           'features_standardised', 'transfer_eval', 'knn_eval', 'save_record', 'load_records']
+__all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder',
+           'encoder_recipe', 'load_simclr_v1', 'export_torchvision_state_dict', 'snapshot', 'changed', 'Frozen',
+           'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'with_transform',
+           'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune', 'fit_logreg',
+           'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval', 'save_record',
+           'load_records']
 
 # %% ../nbs/08_evaluate.ipynb #110b16c2
 def _parse_spec(spec: str) -> dict:
@@ -45,7 +48,7 @@ def _depth_of(state_dict: dict) -> int:
     return depths[blocks, bottleneck]
 
 def load_encoder(spec) -> nn.Module:
-    "An encoder from a checkpoint path, 'random:depth=..,width=..,cifar_stem=..,seed=..', or 'torchvision:<weights.pth>'."
+    "An encoder from a checkpoint path, 'random:depth=..,width=..,cifar_stem=..,seed=..', 'torchvision:<weights.pth>' or 'simclr-v1:<converted.pth>'."
     spec = str(spec)
     if spec.startswith('random:') or spec == 'random':
         kw = dict(depth=50, width=1, cifar_stem=0, seed=0) | _parse_spec(spec[7:])
@@ -60,6 +63,8 @@ def load_encoder(spec) -> nn.Module:
         sd = {k: v for k, v in torch.load(path, map_location='cpu', weights_only=True).items() if not k.startswith('fc.')}
         enc = resnet(_depth_of(sd), 1, False, zero_init_residual=False)
         enc.load_state_dict(sd)
+    elif spec.startswith('simclr-v1:'):
+        enc = load_simclr_v1(spec[len('simclr-v1:'):])
     else:
         path = Path(spec)
         if not path.exists(): raise FileNotFoundError(f"no encoder checkpoint at {path}")
@@ -68,8 +73,58 @@ def load_encoder(spec) -> nn.Module:
         model = simclr_model(c['depth'], c['width'], c['cifar_stem'], c['proj_hidden'], c['proj_dim'])
         model.load_state_dict(ck['model'])
         enc = model.encoder
+        enc.recipe = recipe_record(c)
     enc.spec = spec
     return enc
+
+def encoder_recipe(encoder) -> dict:
+    "The pretraining recipe of `encoder` (`recipe`, `recipe_set`, `recipe_overrides`; None where it has none): part of every record."
+    return getattr(encoder, 'recipe', None) or dict(recipe=None, recipe_set=None, recipe_overrides=None)
+
+# %% ../nbs/08_evaluate.ipynb #5ef89ca9
+SIMCLR_V1_TOP1 = {1: 69.1, 2: 74.2, 4: 76.6}        # ImageNet linear eval of the released v1 checkpoints (official README)
+SIMCLR_V1_PAPER_TOP1 = {1: 69.3, 2: 74.2, 4: 76.5}  # SimCLR paper, Table 6
+
+def _plain_state_dict(obj) -> dict:
+    "The tensors of a saved state dict, unwrapped from {'state_dict': ...} and DataParallel's 'module.' prefix."
+    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict): obj = obj['state_dict']
+    if not isinstance(obj, dict): raise ValueError(f"expected a state dict, found {type(obj).__name__}")
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in obj.items()}
+
+def load_simclr_v1(path, width: int | None = None) -> nn.Module:
+    "The official SimCLR v1 ResNet-50 (`width` 1, 2 or 4; read from the weights when None) from a converted state dict."
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no SimCLR v1 weights at {path}: download the official ResNet50_1x/2x/4x TensorFlow "
+                                "checkpoints and convert them to PyTorch (e.g. simclr-converter's convert.py), then pass the .pth")
+    sd = _plain_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+    stem = sd.get('conv1.weight')
+    if stem is None or 'layer4.2.conv3.weight' not in sd:
+        raise ValueError(f"{path} is not a converted SimCLR v1 ResNet-50 state dict: expected torchvision's key layout "
+                         f"(conv1.weight, layer1.0.conv1.weight, ..., layer4.2.conv3.weight), found {list(sd)[:4]}")
+    found = stem.shape[0] // 64 if stem.shape[0] % 64 == 0 else stem.shape[0] / 64
+    if found not in (1, 2, 4) or tuple(stem.shape[1:]) != (3, 7, 7):
+        raise ValueError(f"{path}: the stem is {tuple(stem.shape)}, not a SimCLR v1 ResNet-50 (1x/2x/4x) stem of (64w, 3, 7, 7)")
+    if width is not None and width != found:
+        raise ValueError(f"{path} holds ResNet-50 ({found}x), not ({width}x): pass the matching file or width")
+    enc = resnet(50, found, cifar_stem=False, zero_init_residual=False)
+    want, body = enc.state_dict(), {k: v for k, v in sd.items() if not k.startswith('fc.')}
+    missing = [k for k in want if k not in body and not k.endswith('num_batches_tracked')]
+    extra = [k for k in body if k not in want]
+    shape = [k for k in want if k in body and body[k].shape != want[k].shape]
+    if missing or extra or shape:
+        raise ValueError(f"{path} does not fit ResNet-50 ({found}x): missing {missing[:4]}, unexpected {extra[:4]}, "
+                         f"wrong shapes {shape[:4]}; is it a SimCLR v2 (selective-kernel) or another network's state dict?")
+    enc.load_state_dict(want | body)
+    return enc
+
+def export_torchvision_state_dict(encoder: nn.Module, path=None, fc: nn.Linear | None = None) -> dict:
+    "The weights of `encoder` (or of a model's `.encoder`) as a plain torchvision-style state dict, saved to `path` if given."
+    enc = getattr(encoder, 'encoder', encoder)
+    sd = {k: v.detach().cpu().clone() for k, v in enc.state_dict().items()}
+    if fc is not None: sd |= {'fc.weight': fc.weight.detach().cpu().clone(), 'fc.bias': fc.bias.detach().cpu().clone()}
+    if path is not None: atomic_save(sd, path)
+    return sd
 
 # %% ../nbs/08_evaluate.ipynb #a8b3b55a
 def snapshot(module: nn.Module) -> dict:
@@ -128,16 +183,26 @@ def transfer_metric(dataset: str) -> str:
 
 # %% ../nbs/08_evaluate.ipynb #cb25f182
 def train_linear(batches, in_dim: int, n_classes: int, epochs: int, steps_per_epoch: int, lr: float,
-                 momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device='cpu') -> nn.Linear:
-    "A linear classifier trained with Nesterov SGD and per-step cosine decay on `batches(epoch)` -> [(h, y), ...]."
+                 momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device='cpu', val=None) -> nn.Linear:
+    """A linear classifier trained with Nesterov SGD and per-step cosine decay on `batches(epoch)` -> [(h, y), ...];
+    `clf.history` holds each epoch's mean loss, train top-1 and, given `val` = (h, y), validation top-1."""
     torch.manual_seed(seed)
     clf = nn.Linear(in_dim, n_classes).to(device)
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps_per_epoch, 0))
+    clf.history = []
     for epoch in range(epochs):
+        tot, hits, n = torch.zeros(()), torch.zeros(()), 0
         for h, y in batches(epoch):
-            loss = F.cross_entropy(clf(h.to(device).float()), y.to(device))
+            y = y.to(device)
+            logits = clf(h.to(device).float())
+            loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+            tot += loss.detach().cpu() * len(y); hits += (logits.argmax(1) == y).sum().cpu(); n += len(y)
+        clf.history.append(dict(epoch=epoch + 1, loss=(tot / n).item(), train_top1=(hits / n).item()))
+        if val is not None:
+            with torch.no_grad(): pred = clf(val[0].to(device).float()).argmax(1).cpu()
+            clf.history[-1]['val_top1'] = (pred == val[1]).float().mean().item()
     return clf
 
 # %% ../nbs/08_evaluate.ipynb #0108a65d
@@ -146,22 +211,35 @@ def with_transform(ds, transform):
     out = copy.copy(ds); out.transform = transform
     return out
 
-def default_eval_transform(image_size: int):
-    "Evaluation transform by image size: resize 256 / centre crop 224 at ImageNet scale, the plain image below it."
+def image_side(ds) -> int:
+    "The shorter side of the first image of `ds`, as stored (before any transform)."
+    return min(v2.functional.get_size(with_transform(ds, None)[0][0]))
+
+def default_eval_transform(image_size: int, source_side: int | None = None):
+    """Evaluation transform by image size: images smaller than `image_size` (CIFAR for a standard ResNet at 224,
+    thesis 5.2.1) are resized whole to `image_size` x `image_size` as in training; otherwise resize 256 / centre crop
+    224 at ImageNet scale, the plain image below it."""
+    if source_side is not None and source_side < image_size: return resize_eval(image_size)
     return center_crop_eval(image_size, round(image_size * 256 / 224)) if image_size >= 96 else to_float_image()
 
 def linear_eval(encoder: nn.Module, train_ds, test_ds, protocol: str = 'cached', epochs: int = 90, batch_size: int = 256,
                 base_lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, image_size: int = 32,
                 train_transform=None, eval_transform=None, seed: int = 0, device='cpu', workers: int = 0,
-                dataset: str = '') -> dict:
+                dataset: str = '', val_ds=None, val_per_class: float = 0.0) -> dict:
     """Linear evaluation of frozen `encoder` on h; `protocol` 'cached' (features once) or 'augmented' (crop+flip
-    features recomputed every epoch). Learning rate `base_lr` x B/256, Nesterov SGD, cosine decay."""
+    features recomputed every epoch). Learning rate `base_lr` x B/256, Nesterov SGD, cosine decay. `rec['history']`
+    has each epoch's loss and train top-1, and validation top-1 on `val_ds` or on `val_per_class` of each training
+    class held out (thesis Figs. 17, 19, 21 plot the ImageNet validation split, i.e. `val_ds=test_ds`)."""
     if protocol not in ('cached', 'augmented'): raise ValueError(f"protocol must be 'cached' or 'augmented', got {protocol!r}")
     device = get_device(str(device))
     t0 = time.perf_counter()
     fz = Frozen(encoder.to(device))
-    ev = eval_transform or default_eval_transform(image_size)
+    ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
     n_cls = num_classes(train_ds)
+    if val_ds is None and val_per_class > 0:
+        tr_idx, va_idx = per_class_split(torch.as_tensor(train_ds.targets), 1 - val_per_class, seed)
+        train_ds, val_ds = train_ds.subset(tr_idx), train_ds.subset(va_idx)
+    val = extract_features(fz.encoder, with_transform(val_ds, ev), batch_size, device, workers) if val_ds is not None else None
     test_h, test_y = extract_features(fz.encoder, with_transform(test_ds, ev), batch_size, device, workers)
     steps = math.ceil(len(train_ds) / batch_size)
     if protocol == 'cached':
@@ -177,12 +255,13 @@ def linear_eval(encoder: nn.Module, train_ds, test_ds, protocol: str = 'cached',
             return ((fz(x.to(device)), torch.as_tensor(yb)) for x, yb in loader)
     try:
         clf = train_linear(batches, fz.out_dim, n_cls, epochs, steps, base_lr * batch_size / 256, momentum, weight_decay,
-                           seed, device)
+                           seed, device, val)
         fz.assert_unchanged()
     finally: fz.release()
     with torch.no_grad(): logits = clf(test_h.to(device)).cpu()
-    return dict(protocol=f'linear-{protocol}', dataset=dataset, encoder=getattr(encoder, 'spec', None),
+    return dict(protocol=f'linear-{protocol}', dataset=dataset, encoder=getattr(encoder, 'spec', None), **encoder_recipe(encoder),
                 metrics=topk_accuracy(logits, test_y), n_train=len(train_ds), n_test=len(test_ds), seed=seed,
+                n_val=len(val[1]) if val is not None else 0, history=clf.history,
                 hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, momentum=momentum,
                              weight_decay=weight_decay), time_s=time.perf_counter() - t0, classifier=clf)
 
@@ -197,12 +276,15 @@ def finetune_indices(targets, fraction: float, reading: str = 'paper', pretrain_
     sub = label_fraction(targets, pretrain_fraction, seed)
     return sub[label_fraction(targets[sub], min(1.0, fraction / pretrain_fraction), seed)]
 
+FINETUNE_BASE_LR = 0.05  # SimCLR B.5 and thesis 5.2.2: lr 0.8 at batch 4096 = 0.05 x B/256
+
 def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, reading: str = 'paper',
              pretrain_fraction: float | None = None, epochs: int | None = None, batch_size: int = 256,
-             base_lr: float = 0.2, momentum: float = 0.9, image_size: int = 224, train_transform=None,
-             eval_transform=None, seed: int = 0, device='cpu', workers: int = 0, dataset: str = '') -> dict:
+             base_lr: float = FINETUNE_BASE_LR, momentum: float = 0.9, image_size: int = 224, train_transform=None,
+             eval_transform=None, seed: int = 0, device='cpu', workers: int = 0, dataset: str = '', val_ds=None) -> dict:
     """Fine-tune a copy of `encoder` with a linear head on `fraction` of the labels (60 epochs for 1%, 30 otherwise by
-    default); lr `base_lr` x B/256 (0.8 at 4096), Nesterov momentum, no weight decay, crop + flip only."""
+    default); lr `base_lr` x B/256 (0.05 x B/256: 0.8 at 4096), Nesterov momentum, no weight decay, crop + flip only.
+    `rec['history']`: each epoch's loss and train top-1 (and validation top-1 on `val_ds` if given)."""
     device = get_device(str(device))
     t0 = time.perf_counter()
     epochs = epochs or (60 if fraction <= 0.01 else 30)
@@ -213,21 +295,31 @@ def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, read
     opt = torch.optim.SGD(net.parameters(), lr=base_lr * batch_size / 256, momentum=momentum, nesterov=True, weight_decay=0)
     steps = math.ceil(len(labelled) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps, 0))
+    ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
     torch.manual_seed(seed)
+    history = []
     for epoch in range(epochs):
         net.train()
         loader = DataLoader(labelled, batch_size=batch_size, sampler=epoch_order(len(labelled), seed, epoch).tolist(),
                             num_workers=workers)
+        tot, hits, n = torch.zeros(()), torch.zeros(()), 0
         for x, y in loader:
-            loss = F.cross_entropy(net(x.to(device)), torch.as_tensor(y).to(device))
+            y = torch.as_tensor(y).to(device)
+            logits = net(x.to(device))
+            loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-    h, y = extract_features(net, with_transform(test_ds, eval_transform or default_eval_transform(image_size)),
-                            batch_size, device, workers)
-    return dict(protocol=f'finetune-{fraction:g}', dataset=dataset, encoder=getattr(encoder, 'spec', None),
+            tot += loss.detach().cpu() * len(y); hits += (logits.argmax(1) == y).sum().cpu(); n += len(y)
+        history.append(dict(epoch=epoch + 1, loss=(tot / n).item(), train_top1=(hits / n).item()))
+        if val_ds is not None:
+            hv, yv = extract_features(net, with_transform(val_ds, ev), batch_size, device, workers)
+            history[-1]['val_top1'] = (hv.argmax(1) == yv).float().mean().item()
+    h, y = extract_features(net, with_transform(test_ds, ev), batch_size, device, workers)
+    return dict(protocol=f'finetune-{fraction:g}', dataset=dataset, encoder=getattr(encoder, 'spec', None), **encoder_recipe(encoder),
                 label_fraction=fraction, label_fraction_reading=reading, pretrain_fraction=pretrain_fraction,
                 metrics=topk_accuracy(h, y), n_train=len(labelled), n_test=len(test_ds), seed=seed,
-                hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, momentum=momentum, weight_decay=0.0),
-                time_s=time.perf_counter() - t0, model=net)
+                hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, lr=opt.param_groups[0]['initial_lr'],
+                             momentum=momentum, weight_decay=0.0),
+                history=history, time_s=time.perf_counter() - t0, model=net)
 
 # %% ../nbs/08_evaluate.ipynb #0d6eb3bc
 L2_GRID = tuple(10.0 ** e for e in range(-6, 6))
@@ -275,10 +367,13 @@ def features_standardised(Xtr, *others):
 def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: str = 'top1', method: str = 'lbfgs',
                   image_size: int = 224, eval_transform=None, val_per_class: float = 0.2, grid=L2_GRID,
                   max_iter: int = 500, sgd_epochs: int = 100, batch_size: int = 256, seed: int = 0, device='cpu',
-                  workers: int = 0, dataset: str = '') -> dict:
+                  workers: int = 0, dataset: str = '', sgd_base_lr: float = 0.1, sgd_momentum: float = 0.9,
+                  sgd_weight_decay: float = 0.0) -> dict:
     """Linear transfer of frozen `encoder`: features with the thesis' preprocessing, then L-BFGS logistic regression
     with l2 chosen on validation (`val_ds`, or `val_per_class` of each training class) and refitted on train + val
-    ('lbfgs', the paper's protocol), or Nesterov SGD on train + val ('sgd', the thesis' variant)."""
+    ('lbfgs', the paper's protocol), or Nesterov SGD on train + val ('sgd', the thesis' variant, whose settings the
+    thesis does not give: ours are `sgd_epochs`, lr `sgd_base_lr` x B/256 with cosine decay, `sgd_momentum`,
+    `sgd_weight_decay`). The record names the method and its settings (`rec['sgd']` or `rec['lbfgs']`)."""
     if method not in ('lbfgs', 'sgd'): raise ValueError(f"method must be 'lbfgs' or 'sgd', got {method!r}")
     device = get_device(str(device))
     t0 = time.perf_counter()
@@ -295,8 +390,12 @@ def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: st
         Xtr, ytr, Xva, yva = Xtr[tr_idx], ytr[tr_idx], Xtr[va_idx], ytr[va_idx]
     n_cls = num_classes(train_ds)
     Xtr, Xva, Xte = features_standardised(Xtr, Xva, Xte)
-    rec = dict(protocol=f'transfer-{method}', dataset=dataset, encoder=getattr(encoder, 'spec', None), metric=metric,
-               n_train=len(ytr), n_val=len(yva), n_test=len(yte), seed=seed)
+    rec = dict(protocol=f'transfer-{method}', method=method, dataset=dataset, encoder=getattr(encoder, 'spec', None),
+               **encoder_recipe(encoder), metric=metric, n_train=len(ytr), n_val=len(yva), n_test=len(yte), seed=seed,
+               lbfgs=dict(grid=list(grid), max_iter=max_iter) if method == 'lbfgs' else None,
+               sgd=dict(epochs=sgd_epochs, batch_size=batch_size, base_lr=sgd_base_lr, lr=sgd_base_lr * batch_size / 256,
+                        momentum=sgd_momentum, nesterov=True, weight_decay=sgd_weight_decay, schedule='cosine',
+                        data='train+val') if method == 'sgd' else None)
     Xall, yall = torch.cat([Xtr, Xva]), torch.cat([ytr, yva])
     if method == 'lbfgs':
         l2, scores = select_l2(Xtr, ytr, Xva, yva, n_cls, grid, metric, max_iter)
@@ -307,7 +406,9 @@ def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: st
         def batches(epoch):
             order = epoch_order(len(yall), seed, epoch)
             return ((Xall[i], yall[i]) for i in order.split(batch_size))
-        clf = train_linear(batches, Xall.shape[1], n_cls, sgd_epochs, steps, 0.1 * batch_size / 256, seed=seed, device=device)
+        clf = train_linear(batches, Xall.shape[1], n_cls, sgd_epochs, steps, sgd_base_lr * batch_size / 256, sgd_momentum,
+                           sgd_weight_decay, seed=seed, device=device)
+        rec['history'] = clf.history
         with torch.no_grad(): logits = clf(Xte.to(device)).cpu()
     rec['metrics'] = {metric: score(logits, yte, metric)} | ({'top1': score(logits, yte, 'top1')} if metric != 'top1' else {})
     rec['time_s'] = time.perf_counter() - t0
@@ -320,13 +421,14 @@ def knn_eval(encoder: nn.Module, train_ds, test_ds, k: int = 200, temperature: f
     device = get_device(str(device))
     t0 = time.perf_counter()
     fz = Frozen(encoder.to(device))
-    ev = eval_transform or default_eval_transform(image_size)
+    ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
     try:
         acc = knn_accuracy(fz.encoder, with_transform(train_ds, ev), with_transform(test_ds, ev), num_classes(train_ds), k,
                            temperature, device, batch_size)
         fz.assert_unchanged()
     finally: fz.release()
-    return dict(protocol='knn', dataset=dataset, encoder=getattr(encoder, 'spec', None), metrics={'top1': acc},
+    return dict(protocol='knn', dataset=dataset, encoder=getattr(encoder, 'spec', None), **encoder_recipe(encoder),
+                metrics={'top1': acc},
                 n_train=len(train_ds), n_test=len(test_ds), hparams=dict(k=k, temperature=temperature),
                 time_s=time.perf_counter() - t0)
 

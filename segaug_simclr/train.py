@@ -5,7 +5,7 @@
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
 import contextlib, json, math, sys, time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,7 +27,8 @@ from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
 
 # %% auto #0
-__all__ = ['AUGMENT_DEVICES', 'CHECKPOINT', 'METRICS', 'CONFIG', 'PretrainConfig', 'NonFiniteLossError', 'autocast',
+__all__ = ['AUGMENT_DEVICES', 'RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'PretrainConfig', 'recipe_names',
+           'recipe_settings', 'default_recipe', 'resolve_recipe', 'recipe_record', 'NonFiniteLossError', 'autocast',
            'epoch_generator', 'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment',
            'device_loader', 'extract_features', 'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint',
            'check_resumable', 'train_one_epoch', 'segaug_dataset', 'pretrain']
@@ -55,15 +56,16 @@ class PretrainConfig:
     batch_size: int = 1024         # the global batch: split evenly over processes under torchrun
     accum_steps: int = 1           # gradient accumulation: optimiser step every accum_steps batches
     optimizer: str = 'lars'        # 'lars', 'sgd' (Nesterov) or 'adam'
-    lr: float = 1.0                # base learning rate, scaled by lr_scaling with the effective batch
-    lr_scaling: str = 'linear'     # 'linear' (lr x B/256), 'sqrt' (lr x sqrt(B)) or 'none'
+    lr: float | None = None        # base learning rate, scaled by lr_scaling with the effective batch (None: the recipe's)
+    lr_scaling: str | None = None  # 'linear' (lr x B/256), 'sqrt' (lr x sqrt(B)) or 'none' (None: the recipe's)
     weight_decay: float = 1e-6     # not applied to biases and BatchNorm parameters
     momentum: float = 0.9          # momentum of LARS / SGD
     warmup_epochs: float = 10      # linear warm-up before the cosine decay
     temperature: float = 0.1       # NT-Xent temperature tau
-    augment: str = 'cifar'         # 'simclr', 'cifar' (no blur) or 'segaug' (region-specific, needs masks)
-    color_strength: float = 0.5    # colour-jitter strength s (CIFAR recipe 0.5, ImageNet 1.0)
-    crop_min: float = 0.08         # smallest crop, as a share of the image area (paper: 0.08)
+    recipe: str = 'auto'           # paper-imagenet, paper-cifar, thesis-imagenet, thesis-cifar, thesis-cifar-literal, or auto (the paper's recipe for the dataset); sets augment, color_strength, crop_min, lr, lr_scaling, and explicit flags override it
+    augment: str | None = None     # 'simclr', 'cifar' (no blur) or 'segaug' (region-specific, needs masks) (None: the recipe's)
+    color_strength: float | None = None  # colour-jitter strength s (paper: 1.0 ImageNet, 0.5 CIFAR; thesis 1.0) (None: the recipe's)
+    crop_min: float | None = None  # smallest crop, as a share of the image area (paper: 0.08) (None: the recipe's)
     segmenter: str = 'deeplabv3_resnet50'  # segaug: deeplabv3_resnet50/_resnet101/_mobilenet_v3_large, lraspp_mobilenet_v3_large, oracle, saliency
     segmenter_weights: str | None = None   # segaug: a local .pth for the DeepLab weights (default: torchvision's cache)
     mask_cache: str = 'outputs/mask_cache' # segaug: where masks are computed once and kept
@@ -72,6 +74,10 @@ class PretrainConfig:
     fg_lo: float = 0.05            # segaug: images with a foreground share outside [fg_lo, fg_hi] take the standard pipeline
     fg_hi: float = 0.90            # segaug: upper foreground-share threshold
     segaug_global: bool = False    # segaug: follow the region operations with the standard colour distortion
+    fg_color_strength: float = 1.0 # segaug: colour-jitter strength on the foreground (thesis 5.2.1: strong, s = 1.0)
+    fg_color_p: float = 0.8        # segaug: probability of the foreground colour jitter
+    bg_blur_p: float = 0.85        # segaug: probability of the background blur (thesis 5.2.1)
+    bg_gray_p: float = 0.3         # segaug: probability of the background grayscale (thesis 5.2.1)
     seed: int = 0                  # fixes initial weights, data order and augmentation streams
     device: str = 'auto'           # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     amp: str = 'none'              # 'bf16', 'fp16' (CUDA only) or 'none'
@@ -97,13 +103,54 @@ class PretrainConfig:
                   (self.accum_steps >= 1, 'accum_steps must be >= 1'), (self.temperature > 0, 'temperature must be > 0'),
                   (self.amp in ('none', 'bf16', 'fp16'), "amp must be 'none', 'bf16' or 'fp16'"),
                   (self.width > 0, 'width must be > 0'), (self.warmup_epochs >= 0, 'warmup_epochs must be >= 0'),
-                  (self.workers >= 0, 'workers must be >= 0'), (self.lr >= 0, 'lr must be >= 0'),
-                  (self.augment in ('simclr', 'cifar', 'segaug'), "augment must be 'simclr', 'cifar' or 'segaug'"),
+                  (self.workers >= 0, 'workers must be >= 0'), (self.lr is None or self.lr >= 0, 'lr must be >= 0'),
+                  (self.augment in (None, 'simclr', 'cifar', 'segaug'), "augment must be 'simclr', 'cifar' or 'segaug'"),
+                  (self.recipe == 'auto' or self.recipe in RECIPES, f"recipe must be 'auto' or one of {', '.join(RECIPES)}"),
                   (0 <= self.fg_lo < self.fg_hi <= 1, 'fg_lo and fg_hi must satisfy 0 <= fg_lo < fg_hi <= 1'),
+                  (self.fg_color_strength >= 0, 'fg_color_strength must be >= 0'),
+                  (all(0 <= p <= 1 for p in (self.fg_color_p, self.bg_blur_p, self.bg_gray_p)),
+                   'fg_color_p, bg_blur_p and bg_gray_p are probabilities: each must lie in [0, 1]'),
                   (self.augment_device in AUGMENT_DEVICES, f"augment_device must be one of {AUGMENT_DEVICES}")]
         for ok, msg in checks:
             if not ok: raise ValueError(msg)
         return self
+
+# %% ../nbs/07_train.ipynb #e8bf8389
+RECIPES = {
+    'paper-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
+    'paper-cifar': dict(augment='cifar', color_strength=0.5, crop_min=0.08, lr=1.0, lr_scaling='linear'),
+    'thesis-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
+    'thesis-cifar': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='linear'),
+    'thesis-cifar-literal': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='none'),
+}
+RECIPE_FIELDS = ('augment', 'color_strength', 'crop_min', 'lr', 'lr_scaling')
+
+def recipe_names() -> tuple[str, ...]:
+    "The names of the recipes."
+    return tuple(RECIPES)
+
+def recipe_settings(name: str) -> dict:
+    "The `PretrainConfig` fields recipe `name` sets, and their values."
+    if name not in RECIPES: raise ValueError(f"recipe {name!r} is unknown; choose one of {', '.join(RECIPES)} (or 'auto')")
+    return dict(RECIPES[name])
+
+def default_recipe(dataset: str, image_size: int) -> str:
+    "The paper's recipe for `dataset` at `image_size`: 'paper-cifar' for CIFAR and small images, else 'paper-imagenet'."
+    return 'paper-cifar' if dataset in ('cifar10', 'cifar100') or image_size < 96 else 'paper-imagenet'
+
+def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
+    "A copy of `cfg` with its recipe named ('auto' resolved) and every recipe field left at None filled from it."
+    name = default_recipe(cfg.dataset, cfg.image_size) if cfg.recipe == 'auto' else cfg.recipe
+    unset = {k: v for k, v in recipe_settings(name).items() if getattr(cfg, k) is None}
+    return replace(cfg, recipe=name, **unset)
+
+def recipe_record(cfg) -> dict:
+    "What the recipe of `cfg` (a resolved config or its dict) set, and which of its fields were given otherwise."
+    c = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    if c.get('recipe') in (None, 'auto'): return dict(recipe=c.get('recipe'), recipe_set=None, recipe_overrides=None)
+    rs = recipe_settings(c['recipe'])
+    return dict(recipe=c['recipe'], recipe_set={k: v for k, v in rs.items() if c.get(k) == v},
+                recipe_overrides={k: c.get(k) for k, v in rs.items() if c.get(k) != v})
 
 # %% ../nbs/07_train.ipynb #6b481fc7
 class NonFiniteLossError(RuntimeError):
@@ -305,14 +352,15 @@ def _data_options(cfg: PretrainConfig) -> dict:
 
 def segaug_dataset(cfg: PretrainConfig, device='cpu'):
     "The pretraining split as a `SegAugDataset`: masks from `cfg.segmenter`, computed once into `cfg.mask_cache`."
+    cfg = resolve_recipe(cfg)
     raw = get_dataset(cfg.dataset, cfg.data_root, 'train', cfg.download, None, **_data_options(cfg))
     seg = get_segmenter(cfg.segmenter, cfg.segmenter_weights, device, degrade=cfg.mask_degrade)
     key = '-'.join([cfg.dataset, 'train'] + [f'{k}{v}' for k, v in (('frac', cfg.fraction), ('n', cfg.num_images)) if v]
                    + ([f'seed{cfg.seed}'] if cfg.fraction or cfg.num_images else []) + ([f'sp{cfg.spurious}'] if cfg.spurious else []))
     store = build_mask_cache(raw, seg, cfg.mask_cache, key, rebuild=cfg.rebuild_masks, progress=cfg.progress)
-    policy = thesis_policy(cfg.image_size, 1.0)
+    policy = thesis_policy(cfg.image_size, cfg.fg_color_strength, cfg.fg_color_p, cfg.bg_blur_p, cfg.bg_gray_p)
     if cfg.segaug_global: policy.after = colour_distortion(cfg.color_strength)
-    standard = make_augment('simclr' if cfg.image_size >= 96 else 'cifar', cfg.image_size, cfg.color_strength, cfg.crop_min)
+    standard = make_augment(recipe_settings(cfg.recipe)['augment'], cfg.image_size, cfg.color_strength, cfg.crop_min)
     views = SegAugViews(cfg.image_size, policy, standard, cfg.fg_lo, cfg.fg_hi, scale=(cfg.crop_min, 1.0))
     return SegAugDataset(raw, store, views)
 
@@ -326,7 +374,7 @@ def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None) -> dict:
     """Run (or with `cfg.resume`, continue) SimCLR pretraining into `cfg.out`; returns a summary.
     `train_data` overrides the dataset named in `cfg` (it must yield `((v1, v2), label)`), `knn_data` the kNN splits.
     Under torchrun every process runs this; rank 0 alone writes the run folder."""
-    cfg.validate()
+    cfg = resolve_recipe(cfg).validate()  # a copy: the caller's config keeps its None fields
     out = Path(cfg.out)
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
     if ckpt_path.exists() and not cfg.resume:
@@ -381,7 +429,7 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
             atomic_write_text(metrics_path, ''.join(json.dumps(r) + '\n' for r in kept))
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CONFIG, json.dumps(asdict(cfg) | dict(world_size=W), indent=2))
+        atomic_write_text(out / CONFIG, json.dumps(asdict(cfg) | dict(world_size=W) | recipe_record(cfg), indent=2))
     ddp = pddp = None
     if W > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -403,7 +451,7 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
             stats['fallback_share'] = ds.fallback[loader.sampler.seen(len(loader), loader.batch_size)].float().mean().item()
         if main and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
             stats['knn_acc'] = knn_accuracy(model.encoder, *knn_data, n_classes, cfg.knn_k, cfg.knn_temperature, device)
-        record = dict(kind='epoch', epoch=epoch, step=step, lr=opt.param_groups[0]['lr'], **stats)
+        record = dict(kind='epoch', epoch=epoch, step=step, lr=opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
         if main:
             save_checkpoint(ckpt_path, model, opt, sched, scaler, probe, probe_opt, epoch + 1, step, cfg)
             append_jsonl(metrics_path, record)
