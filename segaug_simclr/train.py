@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
-import contextlib, json, math, sys, time
-from dataclasses import asdict, dataclass, fields
+import contextlib, json, math, os, pickle, re, sys, time
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__
-from .core import (append_jsonl, atomic_save, atomic_write_text, get_device, read_jsonl,
+from .core import (append_jsonl, atomic_save, atomic_write_text, folder_lock, get_device, read_jsonl,
                                 rng_state, seed_everything, set_rng_state)
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
@@ -27,10 +27,10 @@ from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
 
 # %% auto #0
-__all__ = ['CHECKPOINT', 'METRICS', 'CONFIG', 'PretrainConfig', 'NonFiniteLossError', 'autocast', 'epoch_generator',
-           'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'extract_features', 'knn_predict',
-           'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'check_resumable', 'train_one_epoch', 'segaug_dataset',
-           'pretrain']
+__all__ = ['CHECKPOINT', 'METRICS', 'CONFIG', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'NonFiniteLossError', 'autocast',
+           'epoch_generator', 'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'extract_features',
+           'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'resume_differences', 'check_resumable',
+           'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
 
 # %% ../nbs/07_train.ipynb #a5c20352
 @dataclass
@@ -191,23 +191,90 @@ def knn_accuracy(encoder: nn.Module, bank_ds, query_ds, n_classes: int, k: int =
 CHECKPOINT, METRICS, CONFIG = 'checkpoint.pt', 'metrics.jsonl', 'config.json'
 _ARCH_KEYS = ('depth', 'width', 'cifar_stem', 'proj_hidden', 'proj_dim', 'optimizer')
 
-def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: int, step: int, cfg: PretrainConfig) -> Path:
-    "Everything needed to continue the run after `epoch` epochs, written atomically to `path`."
+def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: int, step: int, cfg: PretrainConfig | dict,
+                    history: list[dict] | None = None) -> Path:
+    """Everything needed to continue the run after `epoch` epochs, written atomically to `path`: tensors and plain
+    types only (`load_checkpoint` reads it with `weights_only=True`). `history`: the epoch records it covers."""
     return atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                             scaler=scaler.state_dict(), probe=probe.state_dict(), probe_optimizer=probe_opt.state_dict(),
-                            rng=rng_state(), epoch=epoch, step=step, config=asdict(cfg), version=__version__), path)
+                            rng=rng_state(), epoch=epoch, step=step, config=cfg if isinstance(cfg, dict) else asdict(cfg),
+                            history=list(history or []), version=__version__), path)
+
+_CKPT_KEYS = ('model', 'config', 'epoch')
 
 def load_checkpoint(path, map_location='cpu') -> dict:
-    "A checkpoint written by `save_checkpoint`."
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """A checkpoint written by `save_checkpoint`, read with `torch.load(weights_only=True)`: a file that holds other
+    Python objects (which could run code while loading) is refused unread; a damaged or foreign file gets an error
+    that names it and says what was expected."""
+    path = Path(path)
+    want = f"a checkpoint.pt written by segaug_simclr pretraining (a dict with {', '.join(_CKPT_KEYS)}, ...)"
+    if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}; expected {want}")
+    if path.stat().st_size == 0: raise ValueError(f"the checkpoint {path} is empty (0 bytes); expected {want}")
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'weights only' not in str(e).lower(): raise ValueError(f"{path} is not a PyTorch checkpoint ({str(e).splitlines()[0]}); expected {want}") from None
+        what = re.search(r'GLOBAL (\S+)', str(e))
+        raise ValueError(f"refused to load {path}: it holds Python objects other than tensors and plain types"
+                         + (f" ({what.group(1)})" if what else '') + f", and loading them could run code; expected {want}. "
+                         "(checkpoints of earlier segaug_simclr versions held NumPy arrays and are refused the same way)") from None
+    except Exception as e:  # torch raises RuntimeError/EOFError/... for truncated or foreign files
+        raise ValueError(f"cannot read the checkpoint {path}: it is truncated, corrupt or not a PyTorch file "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); expected {want}") from None
+    if not isinstance(ck, dict) or not set(_CKPT_KEYS) <= set(ck):
+        got = sorted(map(str, ck))[:6] if isinstance(ck, dict) else type(ck).__name__
+        raise ValueError(f"{path} is not a segaug_simclr pretraining checkpoint (it holds {got}); expected {want}. "
+                         "A torchvision state dict loads with load_encoder('torchvision:<path>')")
+    return ck
+
+# Settings that do not change what a run computes: a resume may change them. Every other field must match.
+RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'workers', 'progress', 'log_every', 'device', 'nproc',
+                     'data_root', 'download', 'mask_cache', 'rebuild_masks', 'knn_every', 'knn_k', 'knn_temperature',
+                     'knn_images')
+
+def _flag(name: str) -> str: return '--' + name.replace('_', '-')
+
+def _default(f):
+    "The default value of dataclass field `f`."
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+def resume_differences(saved: dict, cfg: PretrainConfig) -> dict:
+    """{field: (saved, now)} for every field of `cfg` outside `RESUME_MAY_CHANGE` that differs from the checkpoint's
+    configuration `saved` (a field that `saved` lacks, added after it was written, counts as its default)."""
+    out = {}
+    for f in fields(cfg):
+        if f.name in RESUME_MAY_CHANGE: continue
+        old, new = saved.get(f.name, _default(f)), getattr(cfg, f.name)
+        if old != new: out[f.name] = (old, new)
+    return out
 
 def check_resumable(saved: dict, cfg: PretrainConfig) -> None:
-    "Refuse to resume a checkpoint whose architecture or batch differs from `cfg`."
-    diff = {k: (saved[k], getattr(cfg, k)) for k in _ARCH_KEYS + ('batch_size', 'accum_steps') if saved.get(k) != getattr(cfg, k)}
+    "Refuse to resume a run whose settings (other than `RESUME_MAY_CHANGE`) differ from the checkpoint's `saved` config."
+    diff = resume_differences(saved, cfg)
     if diff:
-        raise ValueError("cannot resume: the checkpoint was made with different settings "
-                         + ', '.join(f'{k}={a!r} (now {b!r})' for k, (a, b) in diff.items())
-                         + "; pass the original settings or start a new run in another --out folder")
+        raise ValueError(f"cannot resume the run in {cfg.out}: it was made with other settings ("
+                         + '; '.join(f'{_flag(k)}: {a!r} -> {b!r}' for k, (a, b) in diff.items())
+                         + "). Resume with the run's original flags (its config.json holds them), or start a new run "
+                         "with another --out folder. Only " + ', '.join(map(_flag, RESUME_MAY_CHANGE))
+                         + " may change on --resume.")
+
+# %% ../nbs/07_train.ipynb #8c089a4e
+def repair_history(out, saved: dict | None) -> list[dict]:
+    """Make `out`/metrics.jsonl hold exactly the records of the epochs that the checkpoint `saved` covers (none for a
+    new run), remove orphan temporary files of killed writes, and return the checkpoint's epoch records."""
+    out, done = Path(out), saved['epoch'] if saved is not None else 0
+    for name in (CHECKPOINT, METRICS, CONFIG):
+        for tmp in out.glob(f'.{name}.*.tmp'): tmp.unlink(missing_ok=True)
+    recs = read_jsonl(out / METRICS, skip_bad=True)
+    epochs = list(saved.get('history') or []) if saved is not None else []
+    if saved is not None and not epochs:  # a checkpoint from before epoch records were kept in it
+        epochs = [r for r in recs if r.get('kind') == 'epoch' and r.get('epoch', done) < done]
+    by_epoch = {r['epoch']: r for r in epochs}
+    kept = []
+    for e in range(done):
+        kept += [r for r in recs if r.get('epoch') == e and r.get('kind') != 'epoch'] + ([by_epoch[e]] if e in by_epoch else [])
+    if kept or (out / METRICS).exists():
+        atomic_write_text(out / METRICS, ''.join(json.dumps(r) + '\n' for r in kept))
+    return [by_epoch[e] for e in range(done) if e in by_epoch]
 
 # %% ../nbs/07_train.ipynb #61fc7596
 def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: PretrainConfig, device: torch.device,
@@ -239,10 +306,11 @@ def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: Pr
         if W > 1: torch.distributed.all_reduce(global_loss); global_loss /= W  # every process sees the same value
         loss_value = global_loss.item()
         if not math.isfinite(loss_value):
+            kept = (f"the last good checkpoint (after epoch {epoch}) is kept" if epoch else "no checkpoint was written")
             raise NonFiniteLossError(
-                f"the loss became {loss_value} at epoch {epoch + 1}, batch {i + 1}; the run stopped and the last good "
-                f"checkpoint (after epoch {epoch}) is kept. Lower the learning rate (--lr), check the data for "
-                f"NaN/inf pixels, or train without mixed precision (--amp none), then continue with --resume.")
+                f"the loss became {loss_value} at epoch {epoch + 1}, batch {i + 1}; the run stopped and {kept}. Lower the "
+                f"learning rate (--lr), check the data for NaN/inf pixels, or train without mixed precision (--amp none), "
+                + ("then continue with --resume." if epoch else "then start again (into another --out folder, or this one after deleting it)."))
         probe_opt.step(); probe_opt.zero_grad(set_to_none=True)
         if stepping:
             scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); sched.step()
@@ -293,6 +361,19 @@ def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None) -> dict:
     cfg.validate()
     out = Path(cfg.out)
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
+    with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
+        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data)
+
+def run_folder_lock(out):
+    "An exclusive lock on the run folder `out` (created if missing): a second process is refused with a message."
+    try: Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise ValueError(f"cannot create the run folder --out {out} ({e}); choose a folder you can write to") from None
+    if not os.access(out, os.W_OK | os.X_OK): raise ValueError(f"cannot write into the run folder --out {out}; choose a folder you can write to")
+    return folder_lock(Path(out) / '.lock', what=f'the run folder {out}',
+                       hint='wait for that run to finish, or choose another --out folder')
+
+def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
+    "Checks of the run folder and the device, then the run (under the folder's lock)."
     if ckpt_path.exists() and not cfg.resume:
         raise FileExistsError(f"{ckpt_path} already exists: pass --resume to continue that run, "
                               "or choose another --out folder (nothing was overwritten)")
@@ -340,12 +421,12 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
         probe.load_state_dict(saved['probe']); probe_opt.load_state_dict(saved['probe_optimizer'])
         set_rng_state(saved['rng'])
         start_epoch, step = saved['epoch'], saved['step']
-        if main:  # records of an epoch that did not finish are dropped: the resumed run writes them again
-            kept = [r for r in read_jsonl(metrics_path) if r.get('epoch', -1) < start_epoch]
-            atomic_write_text(metrics_path, ''.join(json.dumps(r) + '\n' for r in kept))
-    if main:
+    # the run's settings as first recorded: a resume never rewrites them (it may only change RESUME_MAY_CHANGE)
+    run_config = saved['config'] if saved is not None else asdict(cfg)
+    epochs_done = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
+    if main and (saved is None or not (out / CONFIG).exists()):
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CONFIG, json.dumps(asdict(cfg) | dict(world_size=W), indent=2))
+        atomic_write_text(out / CONFIG, json.dumps(run_config | dict(world_size=W), indent=2))
     ddp = pddp = None
     if W > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -369,7 +450,8 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
             stats['knn_acc'] = knn_accuracy(model.encoder, *knn_data, n_classes, cfg.knn_k, cfg.knn_temperature, device)
         record = dict(kind='epoch', epoch=epoch, step=step, lr=opt.param_groups[0]['lr'], **stats)
         if main:
-            save_checkpoint(ckpt_path, model, opt, sched, scaler, probe, probe_opt, epoch + 1, step, cfg)
+            epochs_done.append(record)  # the checkpoint carries the epoch records it covers
+            save_checkpoint(ckpt_path, model, opt, sched, scaler, probe, probe_opt, epoch + 1, step, run_config, epochs_done)
             append_jsonl(metrics_path, record)
         history.append(record)
         if cfg.progress and main:
