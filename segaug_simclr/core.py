@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2b362dba
 from __future__ import annotations
-import contextlib, fcntl, json, os, random, socket, tempfile, time, warnings
+import contextlib, fcntl, json, os, random, socket, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Callable
 
@@ -127,10 +127,13 @@ def folder_lock(path, wait: bool = False, what: str = 'the folder', hint: str = 
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
-            raise FolderLockedError(f"{what} is in use by {_holder(path)} (lock file {path}); {hint}".rstrip('; ')) from None
+            if not wait:
+                os.close(fd)
+                raise FolderLockedError(f"{what} is in use by {_holder(path)} (lock file {path}); {hint}".rstrip('; ')) from None
+            print(f"waiting for {_holder(path)}, which holds {what}", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         try: same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError: same = False
         if same: break

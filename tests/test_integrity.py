@@ -170,3 +170,99 @@ def test_orphan_temporary_files_removed_on_resume(tiny_cfg, run1):
     for n in ('.checkpoint.pt.x1.tmp', '.metrics.jsonl.x2.tmp', '.config.json.x3.tmp'): (out / n).write_bytes(b'x')
     pretrain(tiny_cfg(resume=True))
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, CONFIG, METRICS]
+
+
+# ---- 2. one process per run folder and per mask cache
+
+HOLD = """
+import sys, time
+from segaug_simclr.train import run_folder_lock
+with run_folder_lock(sys.argv[1]):
+    print('locked', flush=True); time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_second_process_on_a_run_folder_is_refused(tiny_cfg, tmp_path):
+    cfg = tiny_cfg()
+    holder = subprocess.Popen([sys.executable, '-c', HOLD, cfg.out, '60'], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        from segaug_simclr.core import FolderLockedError
+        with pytest.raises(FolderLockedError, match=f'the run folder {cfg.out} is in use by process {holder.pid}'):
+            pretrain(cfg)
+        r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', '--dataset', 'synthetic', '--num-images', '64',
+                            '--depth', '18', '--width', '0.25', '--batch-size', '32', '--epochs', '1', '--device', 'cpu',
+                            '--no-progress', '--out', cfg.out], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and f'in use by process {holder.pid}' in r.stderr and '--out' in r.stderr, r.stderr
+        assert 'Traceback' not in r.stderr
+    finally:
+        holder.kill(); holder.wait()
+    assert not (Path(cfg.out) / CHECKPOINT).exists() and not (Path(cfg.out) / METRICS).exists()
+    pretrain(tiny_cfg(epochs=1))  # the lock died with its process (kill -9): the folder is free again
+
+
+BUILD = """
+import sys, time
+from segaug_simclr.data import synthetic_shapes
+from segaug_simclr.segment import OracleSegmenter, build_mask_cache
+class Slow(OracleSegmenter):
+    calls = 0
+    def segment_items(self, ds, idx, size):
+        Slow.calls += 1; time.sleep(0.3)
+        return super().segment_items(ds, idx, size)
+store = build_mask_cache(synthetic_shapes(200, seed=4), Slow(), sys.argv[1], 'syn', batch_size=20, progress=False)
+print(Slow.calls, len(store), float(store.fg_ratio.mean()))
+"""
+
+
+def test_two_builds_of_one_mask_cache(tmp_path):
+    procs = [subprocess.Popen([sys.executable, '-c', BUILD, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    calls = sorted(int(o[0].split()[0]) for o in outs)
+    assert calls == [0, 10], outs  # one computed all 10 batches, the other waited and reused them
+    assert len({o[0].split(None, 1)[1] for o in outs}) == 1
+    assert any('waiting for process' in o[1] for o in outs)
+    folder, = [p for p in tmp_path.iterdir()]
+    assert sorted(p.name for p in folder.iterdir()) == ['fg_ratio.npy', 'manifest.json', 'masks.npy']
+
+
+# ---- 6. a damaged mask cache is detected on opening, and --rebuild-masks repairs any state
+
+def _damage(folder, kind):
+    import numpy as np
+    m = folder / 'masks.npy'
+    if kind == 'truncated': m.write_bytes(m.read_bytes()[:-500])
+    elif kind == 'fewer rows': a = np.load(m); np.save(m, a[:-5])
+    elif kind == 'no fg_ratio': (folder / 'fg_ratio.npy').unlink()
+    elif kind == 'zeroed': a = np.load(m); np.save(m, np.zeros_like(a))
+    elif kind == 'manifest': (folder / 'manifest.json').write_text('{"key": ')
+    elif kind == 'partial': (folder / 'manifest.json').unlink(); (folder / 'progress.json').write_text('{"done": 9')
+
+
+@pytest.mark.parametrize('kind', ['truncated', 'fewer rows', 'no fg_ratio', 'zeroed', 'manifest', 'partial'])
+def test_damaged_mask_cache_refused_and_rebuilt(tmp_path, kind):
+    from segaug_simclr.data import synthetic_shapes
+    from segaug_simclr.segment import OracleSegmenter, build_mask_cache
+    ds = synthetic_shapes(100, seed=5)
+    good = build_mask_cache(ds, OracleSegmenter(), tmp_path, 'syn', progress=False)
+    _damage(good.folder, kind)
+    if kind != 'partial':  # an unfinished cache is resumed (or restarted) without --rebuild-masks
+        with pytest.raises(ValueError, match=r'mask cache .* is damaged: .*--rebuild-masks'):
+            build_mask_cache(ds, OracleSegmenter(), tmp_path, 'syn', progress=False)
+    store = build_mask_cache(ds, OracleSegmenter(), tmp_path, 'syn', rebuild=True, progress=False)
+    assert len(store) == 100 and all(torch.equal(store[i], ds.masks[i]) for i in range(100))
+    assert sorted(p.name for p in store.folder.iterdir()) == ['fg_ratio.npy', 'manifest.json', 'masks.npy']
+
+
+def test_pretrain_names_rebuild_masks_for_a_damaged_cache(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks'), epochs=1)
+    pretrain(cfg)
+    folder, = (tmp_path / 'masks').iterdir()
+    _damage(folder, 'zeroed')
+    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', '--dataset', 'synthetic', '--num-images', '128',
+                        '--depth', '18', '--width', '0.25', '--batch-size', '32', '--epochs', '1', '--device', 'cpu',
+                        '--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'masks'),
+                        '--no-progress', '--out', str(tmp_path / 'second')], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'masks.npy does not match the checksum' in r.stderr and '--rebuild-masks' in r.stderr, r.stderr
