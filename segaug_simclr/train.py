@@ -171,8 +171,8 @@ def extract_features(encoder: nn.Module, ds, batch_size: int = 256, device='cpu'
 def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, n_classes: int,
                 k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
     "Weighted kNN class predictions for `queries` from a labelled feature `bank`."
+    if not 1 <= k <= len(bank): raise ValueError(f"k must be between 1 and the bank size ({len(bank)}), got {k}")
     bank = F.normalize(bank.float(), dim=1)
-    k = min(k, len(bank))
     preds = []
     for q in F.normalize(queries.float(), dim=1).split(chunk):
         sim, idx = (q @ bank.T).topk(k, dim=1)
@@ -435,6 +435,9 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
     fwd = ddp if ddp is not None else model
     if cfg.compile: fwd = torch.compile(fwd)
     if cfg.knn_every and knn_data is None and main: knn_data = _knn_splits(cfg)
+    if cfg.knn_every and main and not 1 <= cfg.knn_k <= len(knn_data[0]):  # checked before the first epoch, not after it
+        raise ValueError(f"--knn-k {cfg.knn_k} must be between 1 and the kNN bank size ({len(knn_data[0])} images, "
+                         "--knn-images); lower --knn-k")
 
     end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start_epoch + cfg.stop_after)
     history = []

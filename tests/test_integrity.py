@@ -266,3 +266,62 @@ def test_pretrain_names_rebuild_masks_for_a_damaged_cache(tiny_cfg, tmp_path):
                         '--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'masks'),
                         '--no-progress', '--out', str(tmp_path / 'second')], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'masks.npy does not match the checksum' in r.stderr and '--rebuild-masks' in r.stderr, r.stderr
+
+
+# ---- 5. evaluation checks its inputs
+
+@pytest.fixture
+def folders(tmp_path):
+    from fakes import write_imagefolder
+    write_imagefolder(tmp_path / 'train', classes=('cat', 'dog', 'ship'), per_class=4, size=(32, 32))
+    write_imagefolder(tmp_path / 'test', classes=('cat', 'dog', 'ship'), per_class=2, size=(32, 32))
+    return tmp_path
+
+
+def _splits(root):
+    from segaug_simclr.data import get_dataset
+    return get_dataset('imagefolder', root, 'train'), get_dataset('imagefolder', root, 'test')
+
+
+def test_mismatched_class_lists_refused(folders):
+    from segaug_simclr.evaluate import finetune, knn_eval, linear_eval, load_encoder, transfer_eval
+    (folders / 'train' / 'aardvark').mkdir()  # an extra, empty class: sorted first, it shifts every train label by one
+    with pytest.warns(UserWarning, match='hold no images'):
+        tr, te = _splits(folders)
+    enc = load_encoder('random:depth=18,width=0.25,cifar_stem=1')
+    for run in (lambda: linear_eval(enc, tr, te, epochs=1), lambda: knn_eval(enc, tr, te, k=3),
+                lambda: transfer_eval(enc, tr, te, image_size=32, grid=(1.0,)), lambda: finetune(enc, tr, te, 0.5, epochs=1, image_size=32)):
+        with pytest.raises(ValueError, match=r"different classes \(only in train: \['aardvark'\]; only in test: \[\]\)"):
+            run()
+    assert enc.training and all(p.requires_grad for p in enc.parameters())  # refused before the encoder was touched
+
+
+def test_one_class_refused(tmp_path):
+    from fakes import write_imagefolder
+    from segaug_simclr.evaluate import knn_eval, linear_eval, load_encoder
+    for s in ('train', 'test'): write_imagefolder(tmp_path / s, classes=('only',), per_class=3, size=(32, 32))
+    tr, te = _splits(tmp_path)
+    enc = load_encoder('random:depth=18,width=0.25,cifar_stem=1')
+    with pytest.raises(ValueError, match='at least two classes'): knn_eval(enc, tr, te, k=2)
+    with pytest.raises(ValueError, match='at least two classes'): linear_eval(enc, tr, te, epochs=1)
+
+
+@pytest.mark.parametrize('k', [0, -1, 13, 200])
+def test_knn_k_outside_1_to_n_refused(folders, k):
+    from segaug_simclr.evaluate import knn_eval, load_encoder
+    tr, te = _splits(folders)  # 12 training images
+    with pytest.raises(ValueError, match=f'k must be between 1 and the number of training images \\(12\\), got {k}'):
+        knn_eval(load_encoder('random:depth=18,width=0.25,cifar_stem=1'), tr, te, k=k)
+
+
+def test_knn_records_the_k_it_used(folders):
+    from segaug_simclr.evaluate import knn_eval, load_encoder
+    tr, te = _splits(folders)
+    rec = knn_eval(load_encoder('random:depth=18,width=0.25,cifar_stem=1'), tr, te, k=12)
+    assert rec['hparams']['k'] == 12 and 0 <= rec['metrics']['top1'] <= 1
+
+
+def test_knn_monitor_k_checked_before_training(tiny_cfg):
+    with pytest.raises(ValueError, match='--knn-k 200 must be between 1 and the kNN bank size \\(64'):
+        pretrain(tiny_cfg(knn_every=1, knn_images=64))
+    assert not (Path(tiny_cfg().out) / CHECKPOINT).exists()
