@@ -208,11 +208,20 @@ class DegradedSegmenter(Segmenter):
         return torch.stack([degrade_mask(m, self.kind, self.amount, self.seed + int(i)) for m, i in zip(masks, indices)])
 
 def parse_degrade(spec: str | None) -> tuple[str, float] | None:
-    "'erode:2' -> ('erode', 2.0); None or '' -> None."
+    """'erode:2' -> ('erode', 2.0); None or '' -> None. Erode, dilate and shift take a whole number of pixels >= 0,
+    blocks a share in [0, 1] (above 0.5 the masks are closer to inverted than to the originals: a warning)."""
     if not spec: return None
+    form = "--mask-degrade must look like 'erode:2', 'dilate:2', 'shift:3' or 'blocks:0.2'"
     kind, _, amount = spec.partition(':')
-    if not amount: raise ValueError(f"mask degradation must look like 'erode:2', 'shift:3' or 'blocks:0.2', got {spec!r}")
-    return kind, float(amount)
+    if not amount: raise ValueError(f"{form}, got {spec!r}")
+    if kind not in ('erode', 'dilate', 'shift', 'blocks'): raise ValueError(f"{form}: {kind!r} is not one of these kinds, got {spec!r}")
+    try: a = float(amount)
+    except ValueError: raise ValueError(f"{form}: {amount!r} is not a number, got {spec!r}") from None
+    if kind == 'blocks' and not 0 <= a <= 1: raise ValueError(f"--mask-degrade blocks:<share> takes a share in [0, 1], got {spec!r}")
+    if kind != 'blocks' and (a < 0 or a != int(a)): raise ValueError(f"--mask-degrade {kind}:<pixels> takes a whole number >= 0, got {spec!r}")
+    if kind == 'blocks' and a > 0.5:
+        warnings.warn(f"--mask-degrade {spec}: flipping more than half of the blocks makes the masks closer to inverted than to the originals")
+    return kind, a
 
 # %% ../nbs/03_segment.ipynb #ecc5db70
 def dataset_fingerprint(ds) -> str:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
-import contextlib, json, math, os, pickle, re, sys, time
+import contextlib, json, math, os, pickle, re, sys, tempfile, time, warnings
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
@@ -21,16 +21,18 @@ from .distributed import (barrier, convert_global_bn, init_distributed, is_main,
                                        world_size)
 from .data import DATASETS, get_dataset, num_classes
 from .augment import SegAugViews, TwoViews, colour_distortion, make_augment, thesis_policy, to_float_image
-from .segment import SegAugDataset, build_mask_cache, get_segmenter
+from .segment import (DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, SegAugDataset, build_mask_cache, fallback_share,
+                                   get_segmenter, parse_degrade)
 from .losses import nt_xent
 from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
 
 # %% auto #0
-__all__ = ['CHECKPOINT', 'METRICS', 'CONFIG', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'NonFiniteLossError', 'autocast',
-           'epoch_generator', 'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'extract_features',
-           'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'resume_differences', 'check_resumable',
-           'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
+__all__ = ['CHECKPOINT', 'METRICS', 'CONFIG', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'flag_checks', 'NonFiniteLossError',
+           'autocast', 'epoch_generator', 'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader',
+           'extract_features', 'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint',
+           'resume_differences', 'check_resumable', 'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain',
+           'run_folder_lock']
 
 # %% ../nbs/07_train.ipynb #a5c20352
 @dataclass
@@ -65,7 +67,7 @@ class PretrainConfig:
     segmenter: str = 'deeplabv3_resnet50'  # segaug: deeplabv3_resnet50/_resnet101/_mobilenet_v3_large, lraspp_mobilenet_v3_large, oracle, saliency
     segmenter_weights: str | None = None   # segaug: a local .pth for the DeepLab weights (default: torchvision's cache)
     mask_cache: str = 'outputs/mask_cache' # segaug: where masks are computed once and kept
-    rebuild_masks: bool = False    # segaug: recompute a cache made for other data or weights
+    rebuild_masks: bool = False    # segaug: recompute a cache made for other data or weights, or damaged
     mask_degrade: str | None = None  # segaug ablation: degrade the masks, e.g. 'erode:2', 'shift:3', 'blocks:0.2'
     fg_lo: float = 0.05            # segaug: images with a foreground share outside [fg_lo, fg_hi] take the standard pipeline
     fg_hi: float = 0.90            # segaug: upper foreground-share threshold
@@ -97,9 +99,49 @@ class PretrainConfig:
                   (self.workers >= 0, 'workers must be >= 0'), (self.lr >= 0, 'lr must be >= 0'),
                   (self.augment in ('simclr', 'cifar', 'segaug'), "augment must be 'simclr', 'cifar' or 'segaug'"),
                   (0 <= self.fg_lo < self.fg_hi <= 1, 'fg_lo and fg_hi must satisfy 0 <= fg_lo < fg_hi <= 1')]
+        checks += flag_checks(self)
         for ok, msg in checks:
             if not ok: raise ValueError(msg)
         return self
+
+# %% ../nbs/07_train.ipynb #4616f977
+def _device_problem(name: str) -> str | None:
+    "Why `--device name` cannot be used here, or None."
+    try: get_device(name)
+    except RuntimeError as e: return f"--device {name!r}: {str(e).splitlines()[0]}"
+    return None
+
+def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
+    "(ok, message) for each setting of `cfg` that can be checked before any work starts."
+    opt = lambda v, ok: v is None or ok(v)
+    checks = [(cfg.dataset in DATASETS, f"--dataset {cfg.dataset!r} is unknown; choose one of {sorted(DATASETS)}"),
+              (cfg.image_size >= 1, f"--image-size must be >= 1, got {cfg.image_size}"),
+              (0 < cfg.crop_min <= 1, f"--crop-min is a share of the image area in (0, 1], got {cfg.crop_min}"),
+              (cfg.color_strength >= 0, f"--color-strength must be >= 0, got {cfg.color_strength}"),
+              (cfg.depth in (18, 34, 50, 101), f"--depth must be 18, 34, 50 or 101, got {cfg.depth}"),
+              (cfg.proj_dim >= 2, f"--proj-dim must be >= 2 (normalised outputs of size {cfg.proj_dim} cannot be contrasted), got {cfg.proj_dim}"),
+              (opt(cfg.proj_hidden, lambda v: v >= 1), f"--proj-hidden must be >= 1, got {cfg.proj_hidden}"),
+              (opt(cfg.num_images, lambda v: v >= cfg.batch_size),
+               f"--num-images must be at least --batch-size ({cfg.batch_size}), got {cfg.num_images}"),
+              (opt(cfg.fraction, lambda v: 0 < v <= 1), f"--fraction must be in (0, 1], got {cfg.fraction}"),
+              (opt(cfg.stop_after, lambda v: v >= 1), f"--stop-after must be >= 1 epoch, got {cfg.stop_after}"),
+              (0 <= cfg.spurious <= 1, f"--spurious is a probability in [0, 1], got {cfg.spurious}"),
+              (cfg.spurious == 0 or cfg.dataset == 'synthetic', f"--spurious applies to the synthetic dataset only, not {cfg.dataset!r}"),
+              (cfg.subset_file is None or cfg.dataset == 'imagenet', f"--subset-file applies to imagenet only, not {cfg.dataset!r}"),
+              (cfg.subset_file is None or Path(cfg.subset_file).is_file(), f"--subset-file {cfg.subset_file} does not exist"),
+              (cfg.optimizer in ('lars', 'sgd', 'adam'), f"--optimizer must be 'lars', 'sgd' or 'adam', got {cfg.optimizer!r}"),
+              (cfg.lr_scaling in ('linear', 'sqrt', 'none'), f"--lr-scaling must be 'linear', 'sqrt' or 'none', got {cfg.lr_scaling!r}"),
+              (cfg.momentum >= 0 and cfg.weight_decay >= 0, "--momentum and --weight-decay must be >= 0"),
+              (cfg.knn_every >= 0 and cfg.log_every >= 0, "--knn-every and --log-every must be >= 0 (0: never)"),
+              (cfg.knn_k >= 1 and cfg.knn_temperature > 0, "--knn-k must be >= 1 and --knn-temperature > 0"),
+              (opt(cfg.knn_images, lambda v: v >= 1), f"--knn-images must be >= 1, got {cfg.knn_images}"),
+              (cfg.nproc >= 1, f"--nproc must be >= 1, got {cfg.nproc}"),
+              (cfg.mask_degrade is None or cfg.augment == 'segaug', "--mask-degrade applies to --augment segaug only"),
+              (cfg.augment != 'segaug' or cfg.segmenter in DEEPLAB_ARCHS + OFFLINE_SEGMENTERS,
+               f"--segmenter {cfg.segmenter!r} is unknown; choose one of {DEEPLAB_ARCHS + OFFLINE_SEGMENTERS}")]
+    parse_degrade(cfg.mask_degrade)  # raises with a message that names --mask-degrade
+    dev = _device_problem(cfg.device)
+    return checks + [(dev is None, dev or '')]
 
 # %% ../nbs/07_train.ipynb #6b481fc7
 class NonFiniteLossError(RuntimeError):
@@ -342,6 +384,12 @@ def segaug_dataset(cfg: PretrainConfig, device='cpu'):
     key = '-'.join([cfg.dataset, 'train'] + [f'{k}{v}' for k, v in (('frac', cfg.fraction), ('n', cfg.num_images)) if v]
                    + ([f'seed{cfg.seed}'] if cfg.fraction or cfg.num_images else []) + ([f'sp{cfg.spurious}'] if cfg.spurious else []))
     store = build_mask_cache(raw, seg, cfg.mask_cache, key, rebuild=cfg.rebuild_masks, progress=cfg.progress)
+    share = fallback_share(store.fg_ratio, cfg.fg_lo, cfg.fg_hi)
+    if share >= 1 or store.fg_ratio.max() <= 0 or store.fg_ratio.min() >= 1:
+        warnings.warn(f"every image takes the standard pipeline (fallback share {share:.0%}: mean foreground share "
+                      f"{store.fg_ratio.mean():.2f}); the masks of {cfg.segmenter}"
+                      + (f" degraded by {cfg.mask_degrade}" if cfg.mask_degrade else '') + " are empty or full everywhere, "
+                      "so this run is plain SimCLR. Check --segmenter / --mask-degrade / --fg-lo / --fg-hi")
     policy = thesis_policy(cfg.image_size, 1.0)
     if cfg.segaug_global: policy.after = colour_distortion(cfg.color_strength)
     standard = make_augment('simclr' if cfg.image_size >= 96 else 'cifar', cfg.image_size, cfg.color_strength, cfg.crop_min)
@@ -364,16 +412,23 @@ def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None) -> dict:
     with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
         return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data)
 
+def _writable(folder, flag: str) -> None:
+    "Create `folder` if missing and check that files can be written into it, before any work starts."
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test.'): pass
+    except OSError as e:
+        raise ValueError(f"cannot write into {flag} {folder} ({e.strerror or e}); choose a folder you can write to") from None
+
 def run_folder_lock(out):
     "An exclusive lock on the run folder `out` (created if missing): a second process is refused with a message."
-    try: Path(out).mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise ValueError(f"cannot create the run folder --out {out} ({e}); choose a folder you can write to") from None
-    if not os.access(out, os.W_OK | os.X_OK): raise ValueError(f"cannot write into the run folder --out {out}; choose a folder you can write to")
+    _writable(out, '--out')
     return folder_lock(Path(out) / '.lock', what=f'the run folder {out}',
                        hint='wait for that run to finish, or choose another --out folder')
 
 def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
     "Checks of the run folder and the device, then the run (under the folder's lock)."
+    if cfg.augment == 'segaug' and train_data is None: _writable(cfg.mask_cache, '--mask-cache')
     if ckpt_path.exists() and not cfg.resume:
         raise FileExistsError(f"{ckpt_path} already exists: pass --resume to continue that run, "
                               "or choose another --out folder (nothing was overwritten)")

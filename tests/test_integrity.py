@@ -325,3 +325,59 @@ def test_knn_monitor_k_checked_before_training(tiny_cfg):
     with pytest.raises(ValueError, match='--knn-k 200 must be between 1 and the kNN bank size \\(64'):
         pretrain(tiny_cfg(knn_every=1, knn_images=64))
     assert not (Path(tiny_cfg().out) / CHECKPOINT).exists()
+
+
+# ---- 8. every flag checked before any work starts, with the flag named and no traceback
+
+def _pretrain_cli(*args, cwd=None):
+    base = ['--dataset', 'synthetic', '--depth', '18', '--width', '0.25', '--epochs', '1', '--batch-size', '32',
+            '--num-images', '64', '--no-progress', '--device', 'cpu']
+    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', *base, *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+@pytest.mark.parametrize('args, msg', [
+    (['--image-size', '0'], '--image-size must be >= 1'),
+    (['--crop-min', '5'], '--crop-min is a share'),
+    (['--augment', 'segaug', '--segmenter', 'oracle', '--mask-degrade', 'erode:-3'], '--mask-degrade erode:<pixels>'),
+    (['--augment', 'segaug', '--segmenter', 'oracle', '--mask-degrade', 'erode:abc'], "--mask-degrade must look like"),
+    (['--augment', 'segaug', '--segmenter', 'oracle', '--mask-degrade', 'blocks:5'], 'share in [0, 1]'),
+    (['--device', 'cuda:7'], "--device 'cuda:7'"),
+    (['--proj-dim', '0'], '--proj-dim must be >= 2'),
+    (['--num-images', '-200'], '--num-images must be at least --batch-size'),
+    (['--stop-after', '0'], '--stop-after must be >= 1'),
+    (['--subset-file', 'nothing.txt'], '--subset-file applies to imagenet only'),
+    (['--dataset', 'imagenet', '--subset-file', 'nothing.txt'], '--subset-file nothing.txt does not exist'),
+])
+def test_bad_flag_named_without_traceback(tmp_path, args, msg):
+    r = _pretrain_cli(*args, '--out', str(tmp_path / 'run'), cwd=tmp_path)
+    assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path / 'run').exists() and not (tmp_path / 'outputs').exists()  # refused before any work
+
+
+def test_unwritable_out_refused_before_the_mask_cache(tmp_path):
+    (tmp_path / 'afile').write_text('x')  # a folder cannot be made under a file, whoever runs the test
+    r = _pretrain_cli('--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'masks'),
+                      '--out', str(tmp_path / 'afile' / 'run'))
+    assert r.returncode == 2 and 'cannot write into --out' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path / 'masks').exists()  # no mask was computed
+    r = _pretrain_cli('--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'afile' / 'm'),
+                      '--out', str(tmp_path / 'run'))
+    assert r.returncode == 2 and 'cannot write into --mask-cache' in r.stderr, r.stderr
+
+
+def test_nan_in_first_epoch_says_no_checkpoint(tiny_cfg):
+    from test_train import PoisonedViews
+    from segaug_simclr.train import NonFiniteLossError
+    with pytest.raises(NonFiniteLossError, match='no checkpoint was written') as e:
+        pretrain(tiny_cfg(), train_data=PoisonedViews(True))
+    assert 'is kept' not in str(e.value) and 'continue with --resume' not in str(e.value)
+    assert not (Path(tiny_cfg().out) / CHECKPOINT).exists()
+
+
+def test_degenerate_masks_warn(tiny_cfg, tmp_path):
+    with pytest.warns(UserWarning, match='every image takes the standard pipeline .*shift:100'):
+        pretrain(tiny_cfg(augment='segaug', segmenter='oracle', mask_degrade='shift:100', epochs=1,
+                          mask_cache=str(tmp_path / 'masks')))
+    with pytest.warns(UserWarning, match='closer to inverted'):
+        PretrainConfig(augment='segaug', mask_degrade='blocks:0.9', device='cpu').validate()
