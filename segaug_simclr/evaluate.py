@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_evaluate.ipynb #e84427aa
 from __future__ import annotations
-import copy, json, math, os, time
+import copy, json, math, os, re, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -362,7 +362,8 @@ def save_record(record: dict, out_dir) -> Path:
     "Write `record` (minus models) as JSON into `out_dir`; returns the file's path."
     now = datetime.now(timezone.utc)
     rec = {k: v for k, v in record.items() if not isinstance(v, nn.Module)} | dict(time=now.isoformat(), version=__version__)
-    name = f"{rec.get('protocol', 'eval')}_{rec.get('dataset') or 'data'}_{now.strftime('%Y%m%d-%H%M%S-%f')}.json"
+    safe = lambda s: re.sub(r'[^A-Za-z0-9.+-]+', '_', str(s)).strip('._') or 'data'  # no '/', '..' or hidden names
+    name = f"{safe(rec.get('protocol', 'eval'))}_{safe(rec.get('dataset') or 'data')}_{now.strftime('%Y%m%d-%H%M%S-%f')}.json"
     return atomic_write_text(Path(out_dir) / name, json.dumps(rec, indent=2, default=str))
 
 def load_records(folder) -> list[dict]:

@@ -381,3 +381,34 @@ def test_degenerate_masks_warn(tiny_cfg, tmp_path):
                           mask_cache=str(tmp_path / 'masks')))
     with pytest.warns(UserWarning, match='closer to inverted'):
         PretrainConfig(augment='segaug', mask_degrade='blocks:0.9', device='cpu').validate()
+
+
+# ---- 9. crash-safe writes get the umask's mode, not mkstemp's 0600
+
+def test_written_files_follow_the_umask(tiny_cfg, run1, tmp_path):
+    from segaug_simclr.data import synthetic_shapes
+    from segaug_simclr.evaluate import save_record
+    from segaug_simclr.segment import OracleSegmenter, build_mask_cache
+    old = os.umask(0o002)
+    try:
+        pretrain(tiny_cfg(resume=True, log_every=1))  # rewrites metrics.jsonl, writes checkpoint.pt
+        store = build_mask_cache(synthetic_shapes(40, seed=0), OracleSegmenter(), tmp_path / 'masks', 'syn', progress=False)
+        rec = save_record(dict(protocol='knn', dataset='synthetic', metrics={}), tmp_path / 'records')
+        fresh = tiny_cfg(out=str(tmp_path / 'fresh'), epochs=1)
+        pretrain(fresh)
+    finally: os.umask(old)
+    files = [Path(run1.out) / CHECKPOINT, Path(run1.out) / METRICS, Path(fresh.out) / CONFIG, Path(fresh.out) / CHECKPOINT,
+             store.folder / 'manifest.json', store.folder / 'masks.npy', store.folder / 'fg_ratio.npy', rec]
+    assert {str(f): oct(f.stat().st_mode & 0o777) for f in files} == {str(f): '0o664' for f in files}
+
+
+# ---- 10. save_record keeps its file inside the folder whatever the dataset is called
+
+def test_save_record_does_not_escape(tmp_path):
+    from segaug_simclr.evaluate import load_records, save_record
+    folder = tmp_path / 'a' / 'b' / 'records'
+    p = save_record(dict(protocol='knn', dataset='../../escaped', metrics={'top1': 0.5}), folder)
+    assert p.parent == folder and list(folder.iterdir()) == [p] and not list((tmp_path / 'a').glob('*escaped*'))
+    assert load_records(folder)[0]['dataset'] == '../../escaped'
+    p = save_record(dict(protocol='linear/../../x', dataset='/etc/passwd'), folder)
+    assert p.parent == folder
