@@ -412,3 +412,19 @@ def test_save_record_does_not_escape(tmp_path):
     assert load_records(folder)[0]['dataset'] == '../../escaped'
     p = save_record(dict(protocol='linear/../../x', dataset='/etc/passwd'), folder)
     assert p.parent == folder
+
+
+# ---- 4. a directory link loop neither multiplies nor mislabels an image folder
+
+def test_directory_link_loop_read_once(tmp_path):
+    from fakes import write_imagefolder
+    from segaug_simclr.data import get_dataset
+    write_imagefolder(tmp_path / 'train', classes=('cat', 'dog', 'truck'), per_class=5)
+    (tmp_path / 'train' / 'truck' / 'more').mkdir()
+    write_imagefolder(tmp_path / 'train' / 'truck', classes=('more',), per_class=2)  # a real sub-folder is still read
+    os.symlink('..', tmp_path / 'train' / 'truck' / 'loop')                   # the loop of the issue
+    os.symlink(tmp_path / 'train' / 'cat', tmp_path / 'train' / 'dog' / 'cats')  # a second path to a class
+    with pytest.warns(UserWarning, match=r'skipped 2 directory link\(s\) that lead back into'):
+        ds = get_dataset('imagefolder', tmp_path, 'train')
+    assert len(ds) == 17 and torch.bincount(ds.targets).tolist() == [5, 5, 7]
+    assert all(ds.classes[y] == f.relative_to(tmp_path / 'train').parts[0] for f, y in zip(ds.files, ds.targets.tolist()))
