@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2b362dba
 from __future__ import annotations
-import json, os, random, tempfile
+import contextlib, fcntl, json, os, random, socket, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'atomic_write', 'atomic_save', 'atomic_write_text',
-           'append_jsonl', 'read_jsonl']
+           'append_jsonl', 'read_jsonl', 'FolderLockedError', 'folder_lock']
 
 # %% ../nbs/00_core.ipynb #51d460ae
 def get_device(name: str = 'auto') -> torch.device:
@@ -38,25 +38,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 def rng_state() -> dict:
-    "Every random stream's state (Python, NumPy, torch CPU, torch CUDA), for a checkpoint."
-    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    """Every random stream's state (Python, NumPy, torch CPU, torch CUDA) as tensors and plain types, so that a
+    checkpoint holding it loads with `torch.load(weights_only=True)`."""
+    version, keys, gauss = random.getstate()
+    name, mt, pos, has_gauss, cached = np.random.get_state()
+    state = {'python': dict(version=version, keys=torch.tensor(keys, dtype=torch.int64), gauss=gauss),
+             'numpy': dict(name=name, keys=torch.from_numpy(mt.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
+                           cached_gaussian=float(cached)),
+             'torch': torch.get_rng_state()}
     if torch.cuda.is_available(): state['cuda'] = torch.cuda.get_rng_state_all()
     return state
 
 def set_rng_state(state: dict) -> None:
     "Restore the streams saved by `rng_state`."
-    random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
+    p, n = state['python'], state['numpy']
+    random.setstate((p['version'], tuple(p['keys'].tolist()), p['gauss']))
+    np.random.set_state((n['name'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
 # %% ../nbs/00_core.ipynb #e80e6f5b
+def _umask() -> int:
+    "The process' umask (read by setting it and putting it back)."
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
 def atomic_write(path, write_fn: Callable[[Path], None]) -> Path:
     "Call `write_fn(tmp_path)` then atomically rename `tmp_path` to `path`; on error nothing at `path` changes."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode any other new file gets
     tmp = Path(tmp)
     try:
         write_fn(tmp)
@@ -80,8 +93,55 @@ def append_jsonl(path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
 
-def read_jsonl(path) -> list[dict]:
-    "All records of a JSON-lines file (an empty list if it does not exist)."
+def read_jsonl(path, skip_bad: bool = False) -> list[dict]:
+    """All records of a JSON-lines file (an empty list if it does not exist). A line that is not JSON (e.g. the last
+    line of a writer that was killed) raises an error naming the file and line, or with `skip_bad` is dropped with a warning."""
     path = Path(path)
     if not path.exists(): return []
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    recs, bad = [], []
+    for no, l in enumerate(path.read_text().splitlines(), 1):
+        if not l.strip(): continue
+        try: recs.append(json.loads(l))
+        except json.JSONDecodeError as e:
+            if not skip_bad: raise ValueError(f"{path}, line {no}, is not a JSON record ({e}): {l[:80]!r}") from None
+            bad.append(no)
+    if bad: warnings.warn(f"{path}: dropped {len(bad)} line(s) that are not JSON records (line {', '.join(map(str, bad[:5]))}), "
+                          "e.g. the half-written last line of a run that was killed")
+    return recs
+
+# %% ../nbs/00_core.ipynb #b6646a42
+class FolderLockedError(RuntimeError):
+    "Another process holds the lock of a folder."
+
+def _holder(path) -> str:
+    "Who holds the lock file `path`, as written into it."
+    try: h = json.loads(Path(path).read_text())
+    except (OSError, ValueError): return 'another process'
+    return f"process {h.get('pid')} on {h.get('host')}, since {h.get('since')}"
+
+@contextlib.contextmanager
+def folder_lock(path, wait: bool = False, what: str = 'the folder', hint: str = ''):
+    """Hold an exclusive lock on the lock file `path` while the block runs (removed afterwards). If another process
+    holds it: wait for it (`wait`), or raise `FolderLockedError` naming `what`, the holder and `hint`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                os.close(fd)
+                raise FolderLockedError(f"{what} is in use by {_holder(path)} (lock file {path}); {hint}".rstrip('; ')) from None
+            print(f"waiting for {_holder(path)}, which holds {what}", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try: same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)  # the previous holder removed the file after we opened it: lock the new one
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
+                                 since=time.strftime('%Y-%m-%d %H:%M:%S'))).encode())
+    try: yield path
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)

@@ -4,8 +4,9 @@
 
 # %% ../nbs/01_data.ipynb #b066f7c7
 from __future__ import annotations
-import math, warnings
+import math, os, warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Callable
 from urllib.error import URLError
@@ -18,8 +19,8 @@ from torch.utils.data import Dataset
 
 # %% auto #0
 __all__ = ['IMG_EXTENSIONS', 'SHAPES', 'TEXTURES', 'DATASETS', 'to_rgb', 'load_rgb', 'ImageTensorDataset', 'FileImageDataset',
-           'label_fraction', 'per_class_split', 'synthetic_shapes', 'texture_of', 'DatasetInfo', 'register_dataset',
-           'get_dataset', 'num_classes']
+           'label_fraction', 'per_class_split', 'synthetic_shapes', 'texture_of', 'scan_image_folder', 'DatasetInfo',
+           'register_dataset', 'get_dataset', 'num_classes']
 
 # %% ../nbs/01_data.ipynb #26f86275
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
@@ -270,6 +271,32 @@ def texture_of(ds: ImageTensorDataset) -> torch.Tensor:
     dx = ((x[..., 1:] - x[..., :-1]).abs() * bgm[..., 1:] * bgm[..., :-1]).sum((1, 2, 3))
     return torch.cat([colour, (dx / bgm.sum((1, 2, 3)).clamp(min=1))[:, None]], 1)
 
+# %% ../nbs/01_data.ipynb #46c670fc
+def scan_image_folder(folder) -> tuple[list[str], list[tuple[Path, int]], list[str]]:
+    """Classes (sorted sub-folders), (image file, label) samples in `ImageFolder`'s order, and the directory links that
+    were skipped because they lead to a directory of the tree that is read anyway (loops, second paths)."""
+    folder = Path(folder)
+    classes = sorted(x.name for x in os.scandir(folder) if x.is_dir())
+    if not classes: raise FileNotFoundError(f"Couldn't find any class folder in {folder}")
+    ident = lambda p: (lambda s: (s.st_dev, s.st_ino))(os.stat(p))
+    seen = {ident(folder)} | {ident(folder / c) for c in classes}
+    samples, skipped = [], []
+    for label, c in enumerate(classes):
+        walked = []
+        for root, dirs, files in os.walk(folder / c, followlinks=True):
+            keep = []
+            for name in dirs:
+                p = os.path.join(root, name)
+                try: key = ident(p)
+                except OSError: skipped.append(p); continue  # a broken link
+                if key in seen: skipped.append(p); continue
+                seen.add(key); keep.append(name)
+            dirs[:] = keep
+            walked.append((root, files))
+        for root, files in sorted(walked):
+            samples += [(Path(root) / f, label) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)]
+    return classes, samples, sorted(skipped)
+
 # %% ../nbs/01_data.ipynb #c1d308c5
 @dataclass
 class DatasetInfo:
@@ -312,11 +339,13 @@ def _stl10(root, split, download, seed, **kw):
 
 def _folder_dataset(folder: Path, name: str, check: bool = True) -> FileImageDataset:
     "An `ImageFolder` tree read as a `FileImageDataset`; empty class folders are reported, no images is an error."
-    from torchvision.datasets import ImageFolder
     layout = f"{folder}/<class>/<image>{{{','.join(IMG_EXTENSIONS[:3])},...}}"
     if not folder.is_dir(): raise FileNotFoundError(f"{name}: there is no folder {folder}; expected {layout}")
-    try: tv = ImageFolder(str(folder), allow_empty=True)
+    try: classes, samples, links = scan_image_folder(folder)  # not ImageFolder: it reads directory loops again and again
     except FileNotFoundError as e: raise FileNotFoundError(f"{name}: {e}; expected {layout}") from None
+    if links: warnings.warn(f"{name}: skipped {len(links)} directory link(s) that lead back into {folder} (loops or second "
+                            f"paths; each directory is read once), e.g. {links[0]}")
+    tv = SimpleNamespace(classes=classes, samples=samples)
     if not tv.samples: raise FileNotFoundError(f"{name}: the class folders of {folder} hold no images; expected {layout}")
     counts = np.bincount([t for _, t in tv.samples], minlength=len(tv.classes))
     empty = [c for c, k in zip(tv.classes, counts) if k == 0]

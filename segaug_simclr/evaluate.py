@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_evaluate.ipynb #e84427aa
 from __future__ import annotations
-import copy, json, math, os, time
+import copy, json, math, os, re, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,10 +25,10 @@ from .train import epoch_order, extract_features, knn_accuracy, load_checkpoint,
 # %% auto #0
 __all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder',
            'encoder_recipe', 'load_simclr_v1', 'export_torchvision_state_dict', 'snapshot', 'changed', 'Frozen',
-           'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'with_transform',
-           'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune', 'fit_logreg',
-           'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval', 'save_record',
-           'load_records']
+           'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'check_splits',
+           'with_transform', 'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune',
+           'fit_logreg', 'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval',
+           'save_record', 'load_records']
 
 # %% ../nbs/08_evaluate.ipynb #110b16c2
 def _parse_spec(spec: str) -> dict:
@@ -205,6 +205,27 @@ def train_linear(batches, in_dim: int, n_classes: int, epochs: int, steps_per_ep
             clf.history[-1]['val_top1'] = (pred == val[1]).float().mean().item()
     return clf
 
+# %% ../nbs/08_evaluate.ipynb #effe5310
+def check_splits(train_ds, test_ds, val_ds=None) -> int:
+    """The class count of `train_ds`, after checking that `test_ds` (and `val_ds`) list the same classes in the same
+    order and that the training split holds images of at least two classes."""
+    classes = list(getattr(train_ds, 'classes', None) or [])
+    for name, ds in (('test', test_ds), ('validation', val_ds)):
+        if ds is None or not hasattr(ds, 'classes'): continue
+        other = list(ds.classes)
+        if other != classes:
+            only_tr, only_o = [c for c in classes if c not in other], [c for c in other if c not in classes]
+            what = (f"only in train: {only_tr[:10]}; only in {name}: {only_o[:10]}" if only_tr or only_o
+                    else "the same classes in another order")
+            raise ValueError(f"the train and {name} splits list different classes ({what}), so their labels would not "
+                             "mean the same classes; use splits with the same class folders (an empty folder counts)")
+    present = torch.unique(torch.as_tensor(train_ds.targets)).tolist() if hasattr(train_ds, 'targets') else None
+    n = num_classes(train_ds)
+    if n < 2 or (present is not None and len(present) < 2):
+        raise ValueError(f"evaluation needs images of at least two classes in the training split; it has {n} class(es)"
+                         + (f", {len(present)} with images" if present is not None else '') + " (a single class scores 100%)")
+    return n
+
 # %% ../nbs/08_evaluate.ipynb #0108a65d
 def with_transform(ds, transform):
     "A shallow copy of `ds` whose items go through `transform` (the images themselves are shared, not copied)."
@@ -231,6 +252,7 @@ def linear_eval(encoder: nn.Module, train_ds, test_ds, protocol: str = 'cached',
     has each epoch's loss and train top-1, and validation top-1 on `val_ds` or on `val_per_class` of each training
     class held out (thesis Figs. 17, 19, 21 plot the ImageNet validation split, i.e. `val_ds=test_ds`)."""
     if protocol not in ('cached', 'augmented'): raise ValueError(f"protocol must be 'cached' or 'augmented', got {protocol!r}")
+    check_splits(train_ds, test_ds)
     device = get_device(str(device))
     t0 = time.perf_counter()
     fz = Frozen(encoder.to(device))
@@ -285,6 +307,7 @@ def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, read
     """Fine-tune a copy of `encoder` with a linear head on `fraction` of the labels (60 epochs for 1%, 30 otherwise by
     default); lr `base_lr` x B/256 (0.05 x B/256: 0.8 at 4096), Nesterov momentum, no weight decay, crop + flip only.
     `rec['history']`: each epoch's loss and train top-1 (and validation top-1 on `val_ds` if given)."""
+    check_splits(train_ds, test_ds)
     device = get_device(str(device))
     t0 = time.perf_counter()
     epochs = epochs or (60 if fraction <= 0.01 else 30)
@@ -375,6 +398,7 @@ def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: st
     thesis does not give: ours are `sgd_epochs`, lr `sgd_base_lr` x B/256 with cosine decay, `sgd_momentum`,
     `sgd_weight_decay`). The record names the method and its settings (`rec['sgd']` or `rec['lbfgs']`)."""
     if method not in ('lbfgs', 'sgd'): raise ValueError(f"method must be 'lbfgs' or 'sgd', got {method!r}")
+    check_splits(train_ds, test_ds, val_ds)
     device = get_device(str(device))
     t0 = time.perf_counter()
     fz = Frozen(encoder.to(device))
@@ -418,6 +442,9 @@ def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: st
 def knn_eval(encoder: nn.Module, train_ds, test_ds, k: int = 200, temperature: float = 0.1, image_size: int = 32,
              eval_transform=None, batch_size: int = 256, device='cpu', dataset: str = '') -> dict:
     "Weighted kNN (k=200, t=0.1 by default) top-1 of frozen `encoder`, with `train_ds` as the labelled memory."
+    check_splits(train_ds, test_ds)
+    if not 1 <= k <= len(train_ds):
+        raise ValueError(f"k must be between 1 and the number of training images ({len(train_ds)}), got {k}")
     device = get_device(str(device))
     t0 = time.perf_counter()
     fz = Frozen(encoder.to(device))
@@ -437,7 +464,8 @@ def save_record(record: dict, out_dir) -> Path:
     "Write `record` (minus models) as JSON into `out_dir`; returns the file's path."
     now = datetime.now(timezone.utc)
     rec = {k: v for k, v in record.items() if not isinstance(v, nn.Module)} | dict(time=now.isoformat(), version=__version__)
-    name = f"{rec.get('protocol', 'eval')}_{rec.get('dataset') or 'data'}_{now.strftime('%Y%m%d-%H%M%S-%f')}.json"
+    safe = lambda s: re.sub(r'[^A-Za-z0-9.+-]+', '_', str(s)).strip('._') or 'data'  # no '/', '..' or hidden names
+    name = f"{safe(rec.get('protocol', 'eval'))}_{safe(rec.get('dataset') or 'data')}_{now.strftime('%Y%m%d-%H%M%S-%f')}.json"
     return atomic_write_text(Path(out_dir) / name, json.dumps(rec, indent=2, default=str))
 
 def load_records(folder) -> list[dict]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, inspect, re, subprocess, sys
 from dataclasses import fields
 
+from .core import FolderLockedError
 from .distributed import torchrun_env
 from .train import NonFiniteLossError, PretrainConfig, pretrain
 
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
     cfg = parse_config(argv)
     if cfg.nproc > 1 and torchrun_env()['WORLD_SIZE'] == 1: return launch(cfg)
     try: res = pretrain(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError, NonFiniteLossError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, NonFiniteLossError, FolderLockedError) as e:
         if torchrun_env()['RANK'] == 0: print(f"error: {e}", file=sys.stderr)
         return 2
     if torchrun_env()['RANK'] != 0: return 0

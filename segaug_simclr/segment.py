@@ -19,14 +19,14 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .augment import SegAugViews, fg_ratio
-from .core import atomic_save, atomic_write, atomic_write_text
+from .core import atomic_save, atomic_write, atomic_write_text, folder_lock
 from .data import FileImageDataset, ImageTensorDataset
 
 # %% auto #0
 __all__ = ['DEEPLAB_ARCHS', 'OFFLINE_SEGMENTERS', 'Segmenter', 'file_sha1', 'DeepLabSegmenter', 'OracleSegmenter',
            'otsu_threshold', 'SaliencySegmenter', 'get_segmenter', 'mask_iou', 'degrade_mask', 'DegradedSegmenter',
-           'parse_degrade', 'dataset_fingerprint', 'MaskStore', 'build_mask_cache', 'fallback_share', 'plot_fg_ratio',
-           'SegAugDataset', 'plot_segaug']
+           'parse_degrade', 'dataset_fingerprint', 'MaskCacheError', 'MaskStore', 'build_mask_cache', 'fallback_share',
+           'plot_fg_ratio', 'SegAugDataset', 'plot_segaug']
 
 # %% ../nbs/03_segment.ipynb #4b155192
 def _resize_masks(masks: torch.Tensor, size) -> torch.Tensor:
@@ -208,11 +208,20 @@ class DegradedSegmenter(Segmenter):
         return torch.stack([degrade_mask(m, self.kind, self.amount, self.seed + int(i)) for m, i in zip(masks, indices)])
 
 def parse_degrade(spec: str | None) -> tuple[str, float] | None:
-    "'erode:2' -> ('erode', 2.0); None or '' -> None."
+    """'erode:2' -> ('erode', 2.0); None or '' -> None. Erode, dilate and shift take a whole number of pixels >= 0,
+    blocks a share in [0, 1] (above 0.5 the masks are closer to inverted than to the originals: a warning)."""
     if not spec: return None
+    form = "--mask-degrade must look like 'erode:2', 'dilate:2', 'shift:3' or 'blocks:0.2'"
     kind, _, amount = spec.partition(':')
-    if not amount: raise ValueError(f"mask degradation must look like 'erode:2', 'shift:3' or 'blocks:0.2', got {spec!r}")
-    return kind, float(amount)
+    if not amount: raise ValueError(f"{form}, got {spec!r}")
+    if kind not in ('erode', 'dilate', 'shift', 'blocks'): raise ValueError(f"{form}: {kind!r} is not one of these kinds, got {spec!r}")
+    try: a = float(amount)
+    except ValueError: raise ValueError(f"{form}: {amount!r} is not a number, got {spec!r}") from None
+    if kind == 'blocks' and not 0 <= a <= 1: raise ValueError(f"--mask-degrade blocks:<share> takes a share in [0, 1], got {spec!r}")
+    if kind != 'blocks' and (a < 0 or a != int(a)): raise ValueError(f"--mask-degrade {kind}:<pixels> takes a whole number >= 0, got {spec!r}")
+    if kind == 'blocks' and a > 0.5:
+        warnings.warn(f"--mask-degrade {spec}: flipping more than half of the blocks makes the masks closer to inverted than to the originals")
+    return kind, a
 
 # %% ../nbs/03_segment.ipynb #ecc5db70
 def dataset_fingerprint(ds) -> str:
@@ -225,12 +234,18 @@ def dataset_fingerprint(ds) -> str:
     else: raise TypeError(f"cannot fingerprint a {type(ds).__name__}; use an ImageTensorDataset or FileImageDataset")
     return h.hexdigest()
 
+class MaskCacheError(ValueError):
+    "A mask cache whose files do not match its manifest."
+
 class MaskStore:
-    "Read-only access to a finished mask cache: `store[i]` is a bool mask (H, W); `fg_ratio` a float tensor (N,)."
-    def __init__(self, folder):
+    """Read-only access to a finished mask cache: `store[i]` is a bool mask (H, W); `fg_ratio` a float tensor (N,).
+    Opening checks the files against the manifest (present, shapes, checksums) unless `verify=False`."""
+    def __init__(self, folder, verify: bool = True):
         self.folder = Path(folder)
-        self.manifest = json.loads((self.folder / 'manifest.json').read_text())
+        try: self.manifest = json.loads((self.folder / 'manifest.json').read_text())
+        except (OSError, ValueError) as e: raise MaskCacheError(f"the mask cache {self.folder} is damaged: its manifest.json cannot be read ({e}){_REBUILD}") from None
         self.shape = tuple(self.manifest['mask_size'])
+        if verify: self.verify()
         self.fg_ratio = torch.from_numpy(np.load(self.folder / 'fg_ratio.npy'))
         self._bits = None
 
@@ -239,12 +254,29 @@ class MaskStore:
         if self._bits is None: self._bits = np.load(self.folder / 'masks.npy', mmap_mode='r')  # opened per process
         return self._bits
 
+    def verify(self) -> None:
+        "Raise `MaskCacheError` unless masks.npy and fg_ratio.npy have the manifest's shapes and checksums."
+        n, nbytes = self.manifest['n'], (self.shape[0] * self.shape[1] + 7) // 8
+        bad = lambda why: MaskCacheError(f"the mask cache {self.folder} is damaged: {why}{_REBUILD}")
+        for name, shape, dtype in (('masks.npy', (n, nbytes), np.uint8), ('fg_ratio.npy', (n,), np.float32)):
+            p = self.folder / name
+            if not p.exists(): raise bad(f"{name} is missing")
+            try: a = np.load(p, mmap_mode='r')
+            except Exception as e: raise bad(f"{name} cannot be read ({e})") from None
+            if a.shape != shape or a.dtype != dtype: raise bad(f"{name} holds {a.dtype} {a.shape}, the manifest says {np.dtype(dtype)} {shape}")
+            del a
+            want = self.manifest.get('checksums', {}).get(name)
+            if want is None: raise bad(f"its manifest has no checksum for {name} (a cache from an earlier version)")
+            if file_sha1(p) != want: raise bad(f"{name} does not match the checksum written when the cache was finished")
+
     def __getstate__(self): return {**self.__dict__, '_bits': None}
     def __len__(self): return len(self.fg_ratio)
 
     def __getitem__(self, i) -> torch.Tensor:
         n = self.shape[0] * self.shape[1]
         return torch.from_numpy(np.unpackbits(self.bits[int(i)], count=n).reshape(self.shape).astype(bool))
+
+_REBUILD = "; pass rebuild=True (CLI: --rebuild-masks) to recompute it, or delete the folder"
 
 def _mask_size(ds, mask_size):
     if mask_size is not None: return tuple(mask_size) if not isinstance(mask_size, int) else (mask_size, mask_size)
@@ -253,29 +285,49 @@ def _mask_size(ds, mask_size):
 
 def build_mask_cache(ds, segmenter: Segmenter, cache_dir, key: str, mask_size=None, batch_size: int = 64,
                      rebuild: bool = False, progress: bool = True) -> MaskStore:
-    "Masks of every image of `ds` by `segmenter`, computed once into `cache_dir` (resuming an interrupted run)."
+    """Masks of every image of `ds` by `segmenter`, computed once into `cache_dir` (resuming an interrupted run). One
+    builder at a time: a second process waits for the first and then reuses its result. `rebuild` recomputes a cache
+    that was made for something else or is damaged, whatever state its folder is in."""
     size = _mask_size(ds, mask_size)
     folder = Path(cache_dir) / f'{key}__{segmenter.name}__{segmenter.input_size}'
     want = dict(key=key, n=len(ds), dataset_fingerprint=dataset_fingerprint(ds), segmenter=segmenter.name,
                 weights=segmenter.fingerprint, input_size=segmenter.input_size, mask_size=list(size))
+    with folder_lock(folder.parent / f'.{folder.name}.lock', wait=True, what=f'the mask cache {folder}'):
+        return _fill_mask_cache(ds, segmenter, folder, key, want, size, batch_size, rebuild, progress)
+
+def _fill_mask_cache(ds, segmenter, folder, key, want, size, batch_size, rebuild, progress) -> MaskStore:
+    "`build_mask_cache`'s work, under the cache's lock."
     if (folder / 'manifest.json').exists():
-        have = {k: v for k, v in json.loads((folder / 'manifest.json').read_text()).items() if k in want}
-        if have == want: return MaskStore(folder)
-        diff = ', '.join(f'{k}: cached {have.get(k)!r} vs now {v!r}' for k, v in want.items() if have.get(k) != v)
-        if not rebuild:
-            raise ValueError(f"the mask cache {folder} was made for something else ({diff}); pass rebuild=True "
-                             f"(CLI: --rebuild-masks) to recompute it, or delete the folder")
+        try: have = {k: v for k, v in json.loads((folder / 'manifest.json').read_text()).items() if k in want}
+        except ValueError: have = None  # a damaged manifest: MaskStore says so
+        if have in (want, None):
+            try: return MaskStore(folder)
+            except MaskCacheError:
+                if not rebuild: raise
+        else:
+            diff = ', '.join(f'{k}: cached {have.get(k)!r} vs now {v!r}' for k, v in want.items() if have.get(k) != v)
+            if not rebuild:
+                raise ValueError(f"the mask cache {folder} was made for something else ({diff}); pass rebuild=True "
+                                 f"(CLI: --rebuild-masks) to recompute it, or delete the folder")
         shutil.rmtree(folder)
+    elif rebuild and folder.exists(): shutil.rmtree(folder)  # an unfinished cache: start again from scratch
     folder.mkdir(parents=True, exist_ok=True)
     prog_path, mpath, rpath = folder / 'progress.json', folder / 'masks.partial.npy', folder / 'fg_ratio.partial.npy'
     done = 0
     if prog_path.exists():
-        prog = json.loads(prog_path.read_text())
-        if prog['manifest'] == want and mpath.exists() and rpath.exists(): done = prog['done']
+        try: prog = json.loads(prog_path.read_text())
+        except ValueError: prog = {}
+        if prog.get('manifest') == want and mpath.exists() and rpath.exists(): done = prog['done']
     nbytes = (size[0] * size[1] + 7) // 8
-    mode = 'r+' if done else 'w+'
-    bits = np.lib.format.open_memmap(mpath, mode=mode, dtype=np.uint8, shape=(len(ds), nbytes))
-    ratios = np.lib.format.open_memmap(rpath, mode=mode, dtype=np.float32, shape=(len(ds),))
+    try:
+        mode = 'r+' if done else 'w+'
+        bits = np.lib.format.open_memmap(mpath, mode=mode, dtype=np.uint8, shape=(len(ds), nbytes))
+        ratios = np.lib.format.open_memmap(rpath, mode=mode, dtype=np.float32, shape=(len(ds),))
+        if bits.shape != (len(ds), nbytes) or ratios.shape != (len(ds),): raise ValueError('partial files of another shape')
+    except (OSError, ValueError):  # damaged partial files: start again
+        done, mode = 0, 'w+'
+        bits = np.lib.format.open_memmap(mpath, mode=mode, dtype=np.uint8, shape=(len(ds), nbytes))
+        ratios = np.lib.format.open_memmap(rpath, mode=mode, dtype=np.float32, shape=(len(ds),))
     bar = tqdm(total=len(ds), initial=done, desc=f'masks {key} ({segmenter.name})', disable=not progress)
     for start in range(done, len(ds), batch_size):
         idx = list(range(start, min(start + batch_size, len(ds))))
@@ -287,8 +339,9 @@ def build_mask_cache(ds, segmenter: Segmenter, cache_dir, key: str, mask_size=No
         bar.update(len(idx))
     bar.close()
     del bits, ratios
+    checksums = {'masks.npy': file_sha1(mpath), 'fg_ratio.npy': file_sha1(rpath)}
     os.replace(mpath, folder / 'masks.npy'); os.replace(rpath, folder / 'fg_ratio.npy')
-    atomic_write_text(folder / 'manifest.json', json.dumps(want | dict(version=__version__), indent=2))
+    atomic_write_text(folder / 'manifest.json', json.dumps(want | dict(checksums=checksums, version=__version__), indent=2))
     prog_path.unlink(missing_ok=True)
     return MaskStore(folder)
 

@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
-import contextlib, json, math, sys, time
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+import contextlib, json, math, os, pickle, re, sys, tempfile, time, warnings
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,23 +15,25 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__
-from .core import (append_jsonl, atomic_save, atomic_write_text, get_device, read_jsonl,
+from .core import (append_jsonl, atomic_save, atomic_write_text, folder_lock, get_device, read_jsonl,
                                 rng_state, seed_everything, set_rng_state)
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
 from .data import DATASETS, get_dataset, num_classes
 from .augment import SegAugViews, TwoViews, colour_distortion, make_augment, thesis_policy, to_float_image
-from .segment import SegAugDataset, build_mask_cache, get_segmenter
+from .segment import (DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, SegAugDataset, build_mask_cache, fallback_share,
+                                   get_segmenter, parse_degrade)
 from .losses import nt_xent
 from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
 
 # %% auto #0
-__all__ = ['AUGMENT_DEVICES', 'RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'PretrainConfig', 'recipe_names',
-           'recipe_settings', 'default_recipe', 'resolve_recipe', 'recipe_record', 'NonFiniteLossError', 'autocast',
-           'epoch_generator', 'epoch_order', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment',
-           'device_loader', 'extract_features', 'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint',
-           'check_resumable', 'train_one_epoch', 'segaug_dataset', 'pretrain']
+__all__ = ['AUGMENT_DEVICES', 'RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'RESUME_MAY_CHANGE',
+           'PretrainConfig', 'flag_checks', 'recipe_names', 'recipe_settings', 'default_recipe', 'resolve_recipe',
+           'recipe_record', 'NonFiniteLossError', 'autocast', 'epoch_generator', 'epoch_order', 'EpochSampler',
+           'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader', 'extract_features',
+           'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'resume_differences', 'check_resumable',
+           'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
 
 # %% ../nbs/07_train.ipynb #a5c20352
 AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')
@@ -69,7 +71,7 @@ class PretrainConfig:
     segmenter: str = 'deeplabv3_resnet50'  # segaug: deeplabv3_resnet50/_resnet101/_mobilenet_v3_large, lraspp_mobilenet_v3_large, oracle, saliency
     segmenter_weights: str | None = None   # segaug: a local .pth for the DeepLab weights (default: torchvision's cache)
     mask_cache: str = 'outputs/mask_cache' # segaug: where masks are computed once and kept
-    rebuild_masks: bool = False    # segaug: recompute a cache made for other data or weights
+    rebuild_masks: bool = False    # segaug: recompute a cache made for other data or weights, or damaged
     mask_degrade: str | None = None  # segaug ablation: degrade the masks, e.g. 'erode:2', 'shift:3', 'blocks:0.2'
     fg_lo: float = 0.05            # segaug: images with a foreground share outside [fg_lo, fg_hi] take the standard pipeline
     fg_hi: float = 0.90            # segaug: upper foreground-share threshold
@@ -111,9 +113,49 @@ class PretrainConfig:
                   (all(0 <= p <= 1 for p in (self.fg_color_p, self.bg_blur_p, self.bg_gray_p)),
                    'fg_color_p, bg_blur_p and bg_gray_p are probabilities: each must lie in [0, 1]'),
                   (self.augment_device in AUGMENT_DEVICES, f"augment_device must be one of {AUGMENT_DEVICES}")]
+        checks += flag_checks(self)
         for ok, msg in checks:
             if not ok: raise ValueError(msg)
         return self
+
+# %% ../nbs/07_train.ipynb #4616f977
+def _device_problem(name: str) -> str | None:
+    "Why `--device name` cannot be used here, or None."
+    try: get_device(name)
+    except RuntimeError as e: return f"--device {name!r}: {str(e).splitlines()[0]}"
+    return None
+
+def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
+    "(ok, message) for each setting of `cfg` that can be checked before any work starts."
+    opt = lambda v, ok: v is None or ok(v)
+    checks = [(cfg.dataset in DATASETS, f"--dataset {cfg.dataset!r} is unknown; choose one of {sorted(DATASETS)}"),
+              (cfg.image_size >= 1, f"--image-size must be >= 1, got {cfg.image_size}"),
+              (opt(cfg.crop_min, lambda v: 0 < v <= 1), f"--crop-min is a share of the image area in (0, 1], got {cfg.crop_min}"),
+              (opt(cfg.color_strength, lambda v: v >= 0), f"--color-strength must be >= 0, got {cfg.color_strength}"),
+              (cfg.depth in (18, 34, 50, 101), f"--depth must be 18, 34, 50 or 101, got {cfg.depth}"),
+              (cfg.proj_dim >= 2, f"--proj-dim must be >= 2 (normalised outputs of size {cfg.proj_dim} cannot be contrasted), got {cfg.proj_dim}"),
+              (opt(cfg.proj_hidden, lambda v: v >= 1), f"--proj-hidden must be >= 1, got {cfg.proj_hidden}"),
+              (opt(cfg.num_images, lambda v: v >= cfg.batch_size),
+               f"--num-images must be at least --batch-size ({cfg.batch_size}), got {cfg.num_images}"),
+              (opt(cfg.fraction, lambda v: 0 < v <= 1), f"--fraction must be in (0, 1], got {cfg.fraction}"),
+              (opt(cfg.stop_after, lambda v: v >= 1), f"--stop-after must be >= 1 epoch, got {cfg.stop_after}"),
+              (0 <= cfg.spurious <= 1, f"--spurious is a probability in [0, 1], got {cfg.spurious}"),
+              (cfg.spurious == 0 or cfg.dataset == 'synthetic', f"--spurious applies to the synthetic dataset only, not {cfg.dataset!r}"),
+              (cfg.subset_file is None or cfg.dataset == 'imagenet', f"--subset-file applies to imagenet only, not {cfg.dataset!r}"),
+              (cfg.subset_file is None or Path(cfg.subset_file).is_file(), f"--subset-file {cfg.subset_file} does not exist"),
+              (cfg.optimizer in ('lars', 'sgd', 'adam'), f"--optimizer must be 'lars', 'sgd' or 'adam', got {cfg.optimizer!r}"),
+              (cfg.lr_scaling in (None, 'linear', 'sqrt', 'none'), f"--lr-scaling must be 'linear', 'sqrt' or 'none', got {cfg.lr_scaling!r}"),
+              (cfg.momentum >= 0 and cfg.weight_decay >= 0, "--momentum and --weight-decay must be >= 0"),
+              (cfg.knn_every >= 0 and cfg.log_every >= 0, "--knn-every and --log-every must be >= 0 (0: never)"),
+              (cfg.knn_k >= 1 and cfg.knn_temperature > 0, "--knn-k must be >= 1 and --knn-temperature > 0"),
+              (opt(cfg.knn_images, lambda v: v >= 1), f"--knn-images must be >= 1, got {cfg.knn_images}"),
+              (cfg.nproc >= 1, f"--nproc must be >= 1, got {cfg.nproc}"),
+              (cfg.mask_degrade is None or cfg.augment == 'segaug', "--mask-degrade applies to --augment segaug only"),
+              (cfg.augment != 'segaug' or cfg.segmenter in DEEPLAB_ARCHS + OFFLINE_SEGMENTERS,
+               f"--segmenter {cfg.segmenter!r} is unknown; choose one of {DEEPLAB_ARCHS + OFFLINE_SEGMENTERS}")]
+    parse_degrade(cfg.mask_degrade)  # raises with a message that names --mask-degrade
+    dev = _device_problem(cfg.device)
+    return checks + [(dev is None, dev or '')]
 
 # %% ../nbs/07_train.ipynb #e8bf8389
 RECIPES = {
@@ -254,8 +296,8 @@ def extract_features(encoder: nn.Module, ds, batch_size: int = 256, device='cpu'
 def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, n_classes: int,
                 k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
     "Weighted kNN class predictions for `queries` from a labelled feature `bank`."
+    if not 1 <= k <= len(bank): raise ValueError(f"k must be between 1 and the bank size ({len(bank)}), got {k}")
     bank = F.normalize(bank.float(), dim=1)
-    k = min(k, len(bank))
     preds = []
     for q in F.normalize(queries.float(), dim=1).split(chunk):
         sim, idx = (q @ bank.T).topk(k, dim=1)
@@ -274,23 +316,90 @@ def knn_accuracy(encoder: nn.Module, bank_ds, query_ds, n_classes: int, k: int =
 CHECKPOINT, METRICS, CONFIG = 'checkpoint.pt', 'metrics.jsonl', 'config.json'
 _ARCH_KEYS = ('depth', 'width', 'cifar_stem', 'proj_hidden', 'proj_dim', 'optimizer')
 
-def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: int, step: int, cfg: PretrainConfig) -> Path:
-    "Everything needed to continue the run after `epoch` epochs, written atomically to `path`."
+def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: int, step: int, cfg: PretrainConfig | dict,
+                    history: list[dict] | None = None) -> Path:
+    """Everything needed to continue the run after `epoch` epochs, written atomically to `path`: tensors and plain
+    types only (`load_checkpoint` reads it with `weights_only=True`). `history`: the epoch records it covers."""
     return atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                             scaler=scaler.state_dict(), probe=probe.state_dict(), probe_optimizer=probe_opt.state_dict(),
-                            rng=rng_state(), epoch=epoch, step=step, config=asdict(cfg), version=__version__), path)
+                            rng=rng_state(), epoch=epoch, step=step, config=cfg if isinstance(cfg, dict) else asdict(cfg),
+                            history=list(history or []), version=__version__), path)
+
+_CKPT_KEYS = ('model', 'config', 'epoch')
 
 def load_checkpoint(path, map_location='cpu') -> dict:
-    "A checkpoint written by `save_checkpoint`."
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """A checkpoint written by `save_checkpoint`, read with `torch.load(weights_only=True)`: a file that holds other
+    Python objects (which could run code while loading) is refused unread; a damaged or foreign file gets an error
+    that names it and says what was expected."""
+    path = Path(path)
+    want = f"a checkpoint.pt written by segaug_simclr pretraining (a dict with {', '.join(_CKPT_KEYS)}, ...)"
+    if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}; expected {want}")
+    if path.stat().st_size == 0: raise ValueError(f"the checkpoint {path} is empty (0 bytes); expected {want}")
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'weights only' not in str(e).lower(): raise ValueError(f"{path} is not a PyTorch checkpoint ({str(e).splitlines()[0]}); expected {want}") from None
+        what = re.search(r'GLOBAL (\S+)', str(e))
+        raise ValueError(f"refused to load {path}: it holds Python objects other than tensors and plain types"
+                         + (f" ({what.group(1)})" if what else '') + f", and loading them could run code; expected {want}. "
+                         "(checkpoints of earlier segaug_simclr versions held NumPy arrays and are refused the same way)") from None
+    except Exception as e:  # torch raises RuntimeError/EOFError/... for truncated or foreign files
+        raise ValueError(f"cannot read the checkpoint {path}: it is truncated, corrupt or not a PyTorch file "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); expected {want}") from None
+    if not isinstance(ck, dict) or not set(_CKPT_KEYS) <= set(ck):
+        got = sorted(map(str, ck))[:6] if isinstance(ck, dict) else type(ck).__name__
+        raise ValueError(f"{path} is not a segaug_simclr pretraining checkpoint (it holds {got}); expected {want}. "
+                         "A torchvision state dict loads with load_encoder('torchvision:<path>')")
+    return ck
+
+# Settings that do not change what a run computes: a resume may change them. Every other field must match.
+RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'workers', 'progress', 'log_every', 'device', 'nproc',
+                     'data_root', 'download', 'mask_cache', 'rebuild_masks', 'knn_every', 'knn_k', 'knn_temperature',
+                     'knn_images')
+
+def _flag(name: str) -> str: return '--' + name.replace('_', '-')
+
+def _default(f):
+    "The default value of dataclass field `f`."
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+def resume_differences(saved: dict, cfg: PretrainConfig) -> dict:
+    """{field: (saved, now)} for every field of `cfg` outside `RESUME_MAY_CHANGE` that differs from the checkpoint's
+    configuration `saved` (a field that `saved` lacks, added after it was written, counts as its default)."""
+    out = {}
+    for f in fields(cfg):
+        if f.name in RESUME_MAY_CHANGE: continue
+        old, new = saved.get(f.name, _default(f)), getattr(cfg, f.name)
+        if old != new: out[f.name] = (old, new)
+    return out
 
 def check_resumable(saved: dict, cfg: PretrainConfig) -> None:
-    "Refuse to resume a checkpoint whose architecture or batch differs from `cfg`."
-    diff = {k: (saved[k], getattr(cfg, k)) for k in _ARCH_KEYS + ('batch_size', 'accum_steps') if saved.get(k) != getattr(cfg, k)}
+    "Refuse to resume a run whose settings (other than `RESUME_MAY_CHANGE`) differ from the checkpoint's `saved` config."
+    diff = resume_differences(saved, cfg)
     if diff:
-        raise ValueError("cannot resume: the checkpoint was made with different settings "
-                         + ', '.join(f'{k}={a!r} (now {b!r})' for k, (a, b) in diff.items())
-                         + "; pass the original settings or start a new run in another --out folder")
+        raise ValueError(f"cannot resume the run in {cfg.out}: it was made with other settings ("
+                         + '; '.join(f'{_flag(k)}: {a!r} -> {b!r}' for k, (a, b) in diff.items())
+                         + "). Resume with the run's original flags (its config.json holds them), or start a new run "
+                         "with another --out folder. Only " + ', '.join(map(_flag, RESUME_MAY_CHANGE))
+                         + " may change on --resume.")
+
+# %% ../nbs/07_train.ipynb #8c089a4e
+def repair_history(out, saved: dict | None) -> list[dict]:
+    """Make `out`/metrics.jsonl hold exactly the records of the epochs that the checkpoint `saved` covers (none for a
+    new run), remove orphan temporary files of killed writes, and return the checkpoint's epoch records."""
+    out, done = Path(out), saved['epoch'] if saved is not None else 0
+    for name in (CHECKPOINT, METRICS, CONFIG):
+        for tmp in out.glob(f'.{name}.*.tmp'): tmp.unlink(missing_ok=True)
+    recs = read_jsonl(out / METRICS, skip_bad=True)
+    epochs = list(saved.get('history') or []) if saved is not None else []
+    if saved is not None and not epochs:  # a checkpoint from before epoch records were kept in it
+        epochs = [r for r in recs if r.get('kind') == 'epoch' and r.get('epoch', done) < done]
+    by_epoch = {r['epoch']: r for r in epochs}
+    kept = []
+    for e in range(done):
+        kept += [r for r in recs if r.get('epoch') == e and r.get('kind') != 'epoch'] + ([by_epoch[e]] if e in by_epoch else [])
+    if kept or (out / METRICS).exists():
+        atomic_write_text(out / METRICS, ''.join(json.dumps(r) + '\n' for r in kept))
+    return [by_epoch[e] for e in range(done) if e in by_epoch]
 
 # %% ../nbs/07_train.ipynb #61fc7596
 def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: PretrainConfig, device: torch.device,
@@ -322,10 +431,11 @@ def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: Pr
         if W > 1: torch.distributed.all_reduce(global_loss); global_loss /= W  # every process sees the same value
         loss_value = global_loss.item()
         if not math.isfinite(loss_value):
+            kept = (f"the last good checkpoint (after epoch {epoch}) is kept" if epoch else "no checkpoint was written")
             raise NonFiniteLossError(
-                f"the loss became {loss_value} at epoch {epoch + 1}, batch {i + 1}; the run stopped and the last good "
-                f"checkpoint (after epoch {epoch}) is kept. Lower the learning rate (--lr), check the data for "
-                f"NaN/inf pixels, or train without mixed precision (--amp none), then continue with --resume.")
+                f"the loss became {loss_value} at epoch {epoch + 1}, batch {i + 1}; the run stopped and {kept}. Lower the "
+                f"learning rate (--lr), check the data for NaN/inf pixels, or train without mixed precision (--amp none), "
+                + ("then continue with --resume." if epoch else "then start again (into another --out folder, or this one after deleting it)."))
         probe_opt.step(); probe_opt.zero_grad(set_to_none=True)
         if stepping:
             scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); sched.step()
@@ -358,6 +468,12 @@ def segaug_dataset(cfg: PretrainConfig, device='cpu'):
     key = '-'.join([cfg.dataset, 'train'] + [f'{k}{v}' for k, v in (('frac', cfg.fraction), ('n', cfg.num_images)) if v]
                    + ([f'seed{cfg.seed}'] if cfg.fraction or cfg.num_images else []) + ([f'sp{cfg.spurious}'] if cfg.spurious else []))
     store = build_mask_cache(raw, seg, cfg.mask_cache, key, rebuild=cfg.rebuild_masks, progress=cfg.progress)
+    share = fallback_share(store.fg_ratio, cfg.fg_lo, cfg.fg_hi)
+    if share >= 1 or store.fg_ratio.max() <= 0 or store.fg_ratio.min() >= 1:
+        warnings.warn(f"every image takes the standard pipeline (fallback share {share:.0%}: mean foreground share "
+                      f"{store.fg_ratio.mean():.2f}); the masks of {cfg.segmenter}"
+                      + (f" degraded by {cfg.mask_degrade}" if cfg.mask_degrade else '') + " are empty or full everywhere, "
+                      "so this run is plain SimCLR. Check --segmenter / --mask-degrade / --fg-lo / --fg-hi")
     policy = thesis_policy(cfg.image_size, cfg.fg_color_strength, cfg.fg_color_p, cfg.bg_blur_p, cfg.bg_gray_p)
     if cfg.segaug_global: policy.after = colour_distortion(cfg.color_strength)
     standard = make_augment(recipe_settings(cfg.recipe)['augment'], cfg.image_size, cfg.color_strength, cfg.crop_min)
@@ -377,6 +493,26 @@ def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None) -> dict:
     cfg = resolve_recipe(cfg).validate()  # a copy: the caller's config keeps its None fields
     out = Path(cfg.out)
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
+    with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
+        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data)
+
+def _writable(folder, flag: str) -> None:
+    "Create `folder` if missing and check that files can be written into it, before any work starts."
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test.'): pass
+    except OSError as e:
+        raise ValueError(f"cannot write into {flag} {folder} ({e.strerror or e}); choose a folder you can write to") from None
+
+def run_folder_lock(out):
+    "An exclusive lock on the run folder `out` (created if missing): a second process is refused with a message."
+    _writable(out, '--out')
+    return folder_lock(Path(out) / '.lock', what=f'the run folder {out}',
+                       hint='wait for that run to finish, or choose another --out folder')
+
+def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
+    "Checks of the run folder and the device, then the run (under the folder's lock)."
+    if cfg.augment == 'segaug' and train_data is None: _writable(cfg.mask_cache, '--mask-cache')
     if ckpt_path.exists() and not cfg.resume:
         raise FileExistsError(f"{ckpt_path} already exists: pass --resume to continue that run, "
                               "or choose another --out folder (nothing was overwritten)")
@@ -424,12 +560,12 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
         probe.load_state_dict(saved['probe']); probe_opt.load_state_dict(saved['probe_optimizer'])
         set_rng_state(saved['rng'])
         start_epoch, step = saved['epoch'], saved['step']
-        if main:  # records of an epoch that did not finish are dropped: the resumed run writes them again
-            kept = [r for r in read_jsonl(metrics_path) if r.get('epoch', -1) < start_epoch]
-            atomic_write_text(metrics_path, ''.join(json.dumps(r) + '\n' for r in kept))
-    if main:
+    # the run's settings as first recorded: a resume never rewrites them (it may only change RESUME_MAY_CHANGE)
+    run_config = saved['config'] if saved is not None else asdict(cfg)
+    epochs_done = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
+    if main and (saved is None or not (out / CONFIG).exists()):
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CONFIG, json.dumps(asdict(cfg) | dict(world_size=W) | recipe_record(cfg), indent=2))
+        atomic_write_text(out / CONFIG, json.dumps(run_config | dict(world_size=W) | recipe_record(cfg), indent=2))
     ddp = pddp = None
     if W > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -438,6 +574,9 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
     fwd = ddp if ddp is not None else model
     if cfg.compile: fwd = torch.compile(fwd)
     if cfg.knn_every and knn_data is None and main: knn_data = _knn_splits(cfg)
+    if cfg.knn_every and main and not 1 <= cfg.knn_k <= len(knn_data[0]):  # checked before the first epoch, not after it
+        raise ValueError(f"--knn-k {cfg.knn_k} must be between 1 and the kNN bank size ({len(knn_data[0])} images, "
+                         "--knn-images); lower --knn-k")
 
     end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start_epoch + cfg.stop_after)
     history = []
@@ -453,7 +592,8 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
             stats['knn_acc'] = knn_accuracy(model.encoder, *knn_data, n_classes, cfg.knn_k, cfg.knn_temperature, device)
         record = dict(kind='epoch', epoch=epoch, step=step, lr=opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
         if main:
-            save_checkpoint(ckpt_path, model, opt, sched, scaler, probe, probe_opt, epoch + 1, step, cfg)
+            epochs_done.append(record)  # the checkpoint carries the epoch records it covers
+            save_checkpoint(ckpt_path, model, opt, sched, scaler, probe, probe_opt, epoch + 1, step, run_config, epochs_done)
             append_jsonl(metrics_path, record)
         history.append(record)
         if cfg.progress and main:

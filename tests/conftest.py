@@ -2,12 +2,15 @@ import pytest
 from segaug_simclr.train import PretrainConfig
 
 
+TINY = dict(dataset='synthetic', num_images=128, depth=18, width=0.25, cifar_stem=True, epochs=2,
+            batch_size=32, lr=0.5, warmup_epochs=0, progress=False, device='cpu')
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     "A CPU-sized pretraining config: ResNet-18 at width 0.25 on 128 synthetic images."
     def make(**kw):
-        base = dict(dataset='synthetic', num_images=128, depth=18, width=0.25, cifar_stem=True, epochs=2,
-                    batch_size=32, lr=0.5, warmup_epochs=0, out=str(tmp_path / 'run'), progress=False, device='cpu')
+        base = TINY | dict(out=str(tmp_path / 'run'))
         base.update(kw)
         return PretrainConfig(**base)
     return make

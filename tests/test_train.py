@@ -46,7 +46,7 @@ def test_resume_is_exact(tiny_cfg, tmp_path):
 
 def test_resume_refuses_other_architecture(tiny_cfg):
     pretrain(tiny_cfg(stop_after=1))
-    with pytest.raises(ValueError, match='width=0.25 \\(now 0.5\\)'):
+    with pytest.raises(ValueError, match='--width: 0.25 -> 0.5'):
         pretrain(tiny_cfg(width=0.5, resume=True))
     with pytest.raises(FileExistsError, match='--resume'):
         pretrain(tiny_cfg())
@@ -166,7 +166,7 @@ def test_cli_runs_resumes_and_reports_user_errors(tmp_path):
     r = _cli(*args, '--resume', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert 'done: 2 epochs' in r.stdout
-    assert json.loads((tmp_path / 'cli' / 'config.json').read_text())['resume'] is True
+    assert json.loads((tmp_path / 'cli' / 'config.json').read_text())['resume'] is False  # the run's first settings, kept
 
 
 def test_fraction_and_spurious_reach_the_pretraining_set(tiny_cfg):
