@@ -14,7 +14,7 @@ from torch import nn
 
 from .core import atomic_write_text
 from .data import DATASETS, get_dataset
-from .train import CHECKPOINT, PretrainConfig, pretrain
+from .train import CHECKPOINT, PretrainConfig, pretrain, recipe_names
 
 # %% auto #0
 __all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'RUN_ONLY', 'FINISHED', 'Study',
@@ -39,8 +39,8 @@ class Study:
 # %% ../nbs/10_study.ipynb #3f8c5096
 COMMON = dict(preset='demo', dataset='synthetic', data_root='data', num_images=4000, spurious=0.0, eval_images=2000,
               test_images=1000, depth=18, width=0.25, cifar_stem=True, image_size=32, epochs=8, batch_size=128, lr=1.0,
-              temperature=0.2, crop_min=0.2, seeds=2, linear_epochs=30, linear_protocol='cached', device='auto', amp='bf16',
-              channels_last=True, workers=0, out_dir='')
+              temperature=0.2, crop_min=0.2, recipe='auto', seeds=2, linear_epochs=30, linear_protocol='cached', device='auto',
+              amp='bf16', channels_last=True, workers=0, out_dir='')
 
 SMOKE = dict(num_images=128, eval_images=100, test_images=100, width=0.125, epochs=1, batch_size=32, seeds=1,
              linear_epochs=2, amp='none', channels_last=False)
@@ -68,11 +68,13 @@ STUDIES = {s.name: s for s in [
            paper=IMAGENET | dict(fraction=0.1, spurious=0.0, segmenter='deeplabv3_resnet50'),
            choices=dict(methods=_METHODS)),
     _study('cifar10_validation', 'thesis 5.3 / SimCLR Fig. B.7: linear evaluation over batch size x epochs; thesis Fig. 15',
-           extra=dict(batch_sizes=[128, 256], epoch_list=[2, 4], lrs=[1.0], temperature=0.5, thesis_settings=False, seeds=1),
+           extra=dict(batch_sizes=[128, 256], epoch_list=[2, 4], lrs=[1.0], temperature=0.5, thesis_settings=False,
+                      thesis_recipes=['thesis-cifar'], seeds=1),
            smoke=dict(batch_sizes=[32], epoch_list=[1], lrs=[1.0]),
            cifar10=dict(batch_sizes=[256, 512, 1024], epoch_list=[100], lrs=[0.5, 1.0, 1.5]),
            paper=PAPER | dict(batch_sizes=[256, 512, 1024, 2048, 4096], epoch_list=[100, 200, 400], lrs=[0.5, 1.0, 1.5],
-                              temperature=0.5, thesis_settings=True)),
+                              temperature=0.5, thesis_settings=True, thesis_recipes=['thesis-cifar', 'thesis-cifar-literal']),
+           choices=dict(thesis_recipes=('thesis-cifar', 'thesis-cifar-literal'))),
     _study('linear_width', 'SimCLR Table 6 / thesis Table 1: ResNet-50 1x/2x/4x, linear evaluation top-1/top-5, parameters',
            extra=dict(widths=[0.25, 0.5], fraction=None, official_weights=''),
            smoke=dict(widths=[0.125]), cifar10=dict(depth=50, widths=[1.0, 2.0]),
@@ -128,7 +130,8 @@ def resolve_params(study: str, given: dict | None = None) -> dict:
         if not _type_ok(v, d):
             raise ValueError(f"{study}: parameter {k}={v!r} should be of the type of its default {s.params[k]!r}")
     allowed = dict(s.choices) | {p: tuple(DATASETS) for p in s.datasets} | dict(amp=('none', 'bf16', 'fp16'),
-                                                                                 linear_protocol=('cached', 'augmented'))
+                                                                                 linear_protocol=('cached', 'augmented'),
+                                                                                 recipe=('auto',) + recipe_names())
     for k, ok in allowed.items():
         if ok is None: continue
         bad = [v for v in (P[k] if isinstance(P[k], list) else [P[k]]) if v not in ok]
@@ -257,7 +260,8 @@ def eval_data(P: dict, dataset: str | None = None):
 
 def evaluate(root, run, protocol: str, P: dict, dataset: str | None = None, **options) -> dict:
     """Record of `protocol` ('linear', 'knn', 'finetune', 'transfer') for the encoder of `run` (a run folder or a
-    `load_encoder` spec) on `dataset`, computed once under `root`. `options` go to the protocol."""
+    `load_encoder` spec) on `dataset`, computed once under `root`. `options` go to the protocol; `curve=True` gives a
+    linear evaluation the validation accuracy of every epoch (on the test split, as the thesis' figures)."""
     from segaug_simclr import evaluate as ev
     dataset = dataset or P['dataset']
     size = options.pop('image_size', P['image_size'])
@@ -268,8 +272,10 @@ def evaluate(root, run, protocol: str, P: dict, dataset: str | None = None, **op
         enc = ev.load_encoder(encoder_spec(run))
         train, test = eval_data(P, dataset)
         common = dict(image_size=size, device=P['device'], dataset=dataset)
-        if protocol == 'linear':
-            return ev.linear_eval(enc, train, test, P['linear_protocol'], epochs=P['linear_epochs'], **common, **options)
+        if protocol == 'linear':  # curve: validation accuracy per epoch on the test split (thesis Figs. 17, 19, 21)
+            val = dict(val_ds=test) if options.get('curve') else {}
+            opts = {k: v for k, v in options.items() if k != 'curve'}
+            return ev.linear_eval(enc, train, test, P['linear_protocol'], epochs=P['linear_epochs'], **common, **val, **opts)
         if protocol == 'knn': return ev.knn_eval(enc, train, test, k=min(200, len(train)), **common)
         if protocol == 'finetune': return ev.finetune(enc, train, test, **common, **options)
         if protocol == 'transfer': return ev.transfer_eval(enc, train, test, metric=ev.transfer_metric(dataset), **common, **options)

@@ -29,8 +29,8 @@ from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
 
 # %% auto #0
 __all__ = ['AUGMENT_DEVICES', 'RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'RESUME_MAY_CHANGE',
-           'PretrainConfig', 'flag_checks', 'recipe_names', 'recipe_settings', 'default_recipe', 'resolve_recipe',
-           'recipe_record', 'NonFiniteLossError', 'autocast', 'epoch_generator', 'epoch_order', 'EpochSampler',
+           'PretrainConfig', 'recipe_names', 'recipe_settings', 'default_recipe', 'resolve_recipe', 'recipe_record',
+           'flag_checks', 'NonFiniteLossError', 'autocast', 'epoch_generator', 'epoch_order', 'EpochSampler',
            'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader', 'extract_features',
            'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'resume_differences', 'check_resumable',
            'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
@@ -118,6 +118,43 @@ class PretrainConfig:
             if not ok: raise ValueError(msg)
         return self
 
+# %% ../nbs/07_train.ipynb #e8bf8389
+RECIPES = {
+    'paper-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
+    'paper-cifar': dict(augment='cifar', color_strength=0.5, crop_min=0.08, lr=1.0, lr_scaling='linear'),
+    'thesis-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
+    'thesis-cifar': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='linear'),
+    'thesis-cifar-literal': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='none'),
+}
+RECIPE_FIELDS = ('augment', 'color_strength', 'crop_min', 'lr', 'lr_scaling')
+
+def recipe_names() -> tuple[str, ...]:
+    "The names of the recipes."
+    return tuple(RECIPES)
+
+def recipe_settings(name: str) -> dict:
+    "The `PretrainConfig` fields recipe `name` sets, and their values."
+    if name not in RECIPES: raise ValueError(f"recipe {name!r} is unknown; choose one of {', '.join(RECIPES)} (or 'auto')")
+    return dict(RECIPES[name])
+
+def default_recipe(dataset: str, image_size: int) -> str:
+    "The paper's recipe for `dataset` at `image_size`: 'paper-cifar' for CIFAR and small images, else 'paper-imagenet'."
+    return 'paper-cifar' if dataset in ('cifar10', 'cifar100') or image_size < 96 else 'paper-imagenet'
+
+def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
+    "A copy of `cfg` with its recipe named ('auto' resolved) and every recipe field left at None filled from it."
+    name = default_recipe(cfg.dataset, cfg.image_size) if cfg.recipe == 'auto' else cfg.recipe
+    unset = {k: v for k, v in recipe_settings(name).items() if getattr(cfg, k) is None}
+    return replace(cfg, recipe=name, **unset)
+
+def recipe_record(cfg) -> dict:
+    "What the recipe of `cfg` (a resolved config or its dict) set, and which of its fields were given otherwise."
+    c = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    if c.get('recipe') in (None, 'auto'): return dict(recipe=c.get('recipe'), recipe_set=None, recipe_overrides=None)
+    rs = recipe_settings(c['recipe'])
+    return dict(recipe=c['recipe'], recipe_set={k: v for k, v in rs.items() if c.get(k) == v},
+                recipe_overrides={k: c.get(k) for k, v in rs.items() if c.get(k) != v})
+
 # %% ../nbs/07_train.ipynb #4616f977
 def _device_problem(name: str) -> str | None:
     "Why `--device name` cannot be used here, or None."
@@ -156,43 +193,6 @@ def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
     parse_degrade(cfg.mask_degrade)  # raises with a message that names --mask-degrade
     dev = _device_problem(cfg.device)
     return checks + [(dev is None, dev or '')]
-
-# %% ../nbs/07_train.ipynb #e8bf8389
-RECIPES = {
-    'paper-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
-    'paper-cifar': dict(augment='cifar', color_strength=0.5, crop_min=0.08, lr=1.0, lr_scaling='linear'),
-    'thesis-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
-    'thesis-cifar': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='linear'),
-    'thesis-cifar-literal': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='none'),
-}
-RECIPE_FIELDS = ('augment', 'color_strength', 'crop_min', 'lr', 'lr_scaling')
-
-def recipe_names() -> tuple[str, ...]:
-    "The names of the recipes."
-    return tuple(RECIPES)
-
-def recipe_settings(name: str) -> dict:
-    "The `PretrainConfig` fields recipe `name` sets, and their values."
-    if name not in RECIPES: raise ValueError(f"recipe {name!r} is unknown; choose one of {', '.join(RECIPES)} (or 'auto')")
-    return dict(RECIPES[name])
-
-def default_recipe(dataset: str, image_size: int) -> str:
-    "The paper's recipe for `dataset` at `image_size`: 'paper-cifar' for CIFAR and small images, else 'paper-imagenet'."
-    return 'paper-cifar' if dataset in ('cifar10', 'cifar100') or image_size < 96 else 'paper-imagenet'
-
-def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
-    "A copy of `cfg` with its recipe named ('auto' resolved) and every recipe field left at None filled from it."
-    name = default_recipe(cfg.dataset, cfg.image_size) if cfg.recipe == 'auto' else cfg.recipe
-    unset = {k: v for k, v in recipe_settings(name).items() if getattr(cfg, k) is None}
-    return replace(cfg, recipe=name, **unset)
-
-def recipe_record(cfg) -> dict:
-    "What the recipe of `cfg` (a resolved config or its dict) set, and which of its fields were given otherwise."
-    c = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
-    if c.get('recipe') in (None, 'auto'): return dict(recipe=c.get('recipe'), recipe_set=None, recipe_overrides=None)
-    rs = recipe_settings(c['recipe'])
-    return dict(recipe=c['recipe'], recipe_set={k: v for k, v in rs.items() if c.get(k) == v},
-                recipe_overrides={k: c.get(k) for k, v in rs.items() if c.get(k) != v})
 
 # %% ../nbs/07_train.ipynb #6b481fc7
 class NonFiniteLossError(RuntimeError):
