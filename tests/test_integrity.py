@@ -1,5 +1,5 @@
 "Issue 10: no silent wrong results. Each test reproduces one way a run, a record or a cache went silently wrong."
-import json, os, subprocess, sys, time
+import json, os, re, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -61,19 +61,17 @@ def test_resume_lists_every_difference_and_new_fields_default(tiny_cfg, run1):
 
 
 def test_resume_may_change_only_what_does_not_change_the_result(tiny_cfg, run1, tmp_path):
+    # (that a resume with unchanged settings is bit-identical is test_train.py::test_resume_is_exact)
     assert {'stop_after', 'workers', 'progress', 'log_every', 'out', 'resume'} <= set(RESUME_MAY_CHANGE)
     assert not {'lr', 'temperature', 'seed', 'num_images', 'spurious', 'augment', 'epochs', 'batch_size', 'amp'} & set(RESUME_MAY_CHANGE)
-    straight = load_checkpoint(pretrain(tiny_cfg(out=str(tmp_path / 'a')))['checkpoint'])
-    import shutil; shutil.copytree(Path(tiny_cfg().out), tmp_path / 'b')
-    orig = (tmp_path / 'b' / CONFIG).read_text()
-    res = pretrain(tiny_cfg(out=str(tmp_path / 'b'), resume=True, log_every=3, knn_every=1, knn_images=32, knn_k=5))
+    import shutil; shutil.copytree(Path(run1.out), tmp_path / 'moved')  # a moved folder (--out differs)
+    orig, first = (tmp_path / 'moved' / CONFIG).read_text(), load_checkpoint(tmp_path / 'moved' / CHECKPOINT)['config']
+    res = pretrain(tiny_cfg(out=str(tmp_path / 'moved'), resume=True, log_every=3, knn_every=1, knn_images=32, knn_k=5))
     resumed = load_checkpoint(res['checkpoint'])
-    assert all(torch.equal(straight['model'][k], resumed['model'][k]) for k in straight['model'])
-    assert (tmp_path / 'b' / CONFIG).read_text() == orig  # the run's settings as first recorded
-    drop = lambda c: {k: v for k, v in c.items() if k not in ('out', 'stop_after', 'log_every')}
-    assert drop(resumed['config']) == drop(straight['config'])  # the checkpoint keeps the first invocation's settings
-    assert (resumed['config']['stop_after'], resumed['config']['log_every']) == (1, 1)
-    assert json.loads(orig)['resume'] is False
+    assert resumed['epoch'] == 2 and 'knn_acc' in res['history'][0]
+    assert (tmp_path / 'moved' / CONFIG).read_text() == orig  # the run's settings as first recorded
+    assert resumed['config'] == first  # the checkpoint keeps the first invocation's settings
+    assert json.loads(orig)['resume'] is False and first['stop_after'] == 1
 
 
 # ---- 3. checkpoints load with weights_only=True; a pickle payload is refused without running
@@ -133,24 +131,27 @@ def test_damaged_or_foreign_checkpoint_named(tiny_cfg, run1, kind):
 def _epochs(out): return [r['epoch'] for r in read_jsonl(Path(out) / METRICS) if r['kind'] == 'epoch']
 
 
-def test_partial_last_metrics_line_does_not_block_resume(tiny_cfg, run1):
+def test_partial_last_metrics_line_and_orphans_do_not_block_resume(tiny_cfg, run1):
     cfg = run1
-    with open(Path(cfg.out) / METRICS, 'a') as f: f.write('{"kind": "step", "epoch": 1, "lo')  # killed mid-write
+    out = Path(cfg.out)
+    with open(out / METRICS, 'a') as f: f.write('{"kind": "step", "epoch": 1, "lo')  # killed mid-write
+    for n in ('.checkpoint.pt.x1.tmp', '.metrics.jsonl.x2.tmp', '.config.json.x3.tmp'): (out / n).write_bytes(b'x')
     with pytest.warns(UserWarning, match='metrics.jsonl: dropped 1 line'):
         pretrain(tiny_cfg(resume=True, log_every=1))
     recs = read_jsonl(Path(cfg.out) / METRICS)  # parses: the partial line is gone
     assert _epochs(cfg.out) == [0, 1] and [r['batch'] for r in recs if r['kind'] == 'step'] == [1, 2, 3, 4] * 2
+    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, CONFIG, METRICS]  # orphan temporary files removed
 
 
-def test_lost_epoch_record_restored_from_checkpoint(tiny_cfg, run1, tmp_path):
-    pretrain(tiny_cfg(out=str(tmp_path / 'full'), log_every=1))
+def test_lost_epoch_record_restored_from_checkpoint(tiny_cfg, run1):
     cfg = run1
     m = Path(cfg.out) / METRICS  # a kill between the checkpoint's rename and the append: the epoch record is lost
-    m.write_text(''.join(json.dumps(r) + '\n' for r in read_jsonl(m) if r['kind'] != 'epoch'))
+    before = read_jsonl(m)
+    m.write_text(''.join(json.dumps(r) + '\n' for r in before if r['kind'] != 'epoch'))
     pretrain(tiny_cfg(resume=True, log_every=1))
-    a, b = read_jsonl(tmp_path / 'full' / METRICS), read_jsonl(m)
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in ('time_s', 'images_per_s')} for r in rs]
-    assert strip(a) == strip(b)
+    after = read_jsonl(m)
+    assert after[:len(before)] == before  # epoch 0 exactly as it was written, its epoch record from the checkpoint
+    assert [(r['kind'], r['epoch']) for r in after[len(before):]] == [('step', 1)] * 4 + [('epoch', 1)]
 
 
 def test_restart_after_kill_in_first_epoch_drops_its_records(tiny_cfg):
@@ -163,13 +164,6 @@ def test_restart_after_kill_in_first_epoch_drops_its_records(tiny_cfg):
     assert [r['batch'] for r in recs if r['kind'] == 'step'] == [1, 2, 3, 4] and _epochs(out) == [0]
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, CONFIG, METRICS]
 
-
-def test_orphan_temporary_files_removed_on_resume(tiny_cfg, run1):
-    cfg = run1
-    out = Path(cfg.out)
-    for n in ('.checkpoint.pt.x1.tmp', '.metrics.jsonl.x2.tmp', '.config.json.x3.tmp'): (out / n).write_bytes(b'x')
-    pretrain(tiny_cfg(resume=True))
-    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT, CONFIG, METRICS]
 
 
 # ---- 2. one process per run folder and per mask cache
@@ -257,8 +251,8 @@ def test_damaged_mask_cache_refused_and_rebuilt(tmp_path, kind):
 
 
 def test_pretrain_names_rebuild_masks_for_a_damaged_cache(tiny_cfg, tmp_path):
-    cfg = tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks'), epochs=1)
-    pretrain(cfg)
+    from segaug_simclr.train import segaug_dataset
+    segaug_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks')))
     folder, = (tmp_path / 'masks').iterdir()
     _damage(folder, 'zeroed')
     r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', '--dataset', 'synthetic', '--num-images', '128',
@@ -336,7 +330,7 @@ def _pretrain_cli(*args, cwd=None):
                           timeout=300, cwd=cwd)
 
 
-@pytest.mark.parametrize('args, msg', [
+BAD_FLAGS = [
     (['--image-size', '0'], '--image-size must be >= 1'),
     (['--crop-min', '5'], '--crop-min is a share'),
     (['--augment', 'segaug', '--segmenter', 'oracle', '--mask-degrade', 'erode:-3'], '--mask-degrade erode:<pixels>'),
@@ -348,11 +342,25 @@ def _pretrain_cli(*args, cwd=None):
     (['--stop-after', '0'], '--stop-after must be >= 1'),
     (['--subset-file', 'nothing.txt'], '--subset-file applies to imagenet only'),
     (['--dataset', 'imagenet', '--subset-file', 'nothing.txt'], '--subset-file nothing.txt does not exist'),
-])
-def test_bad_flag_named_without_traceback(tmp_path, args, msg):
+]
+
+
+@pytest.mark.parametrize('args, msg', BAD_FLAGS)
+def test_bad_flag_named_before_any_work(tmp_path, monkeypatch, args, msg):
+    from segaug_simclr.pretrain import parse_config
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config(['--dataset', 'synthetic', '--batch-size', '32', '--num-images', '64', '--device', 'cpu', *args,
+                        '--out', str(tmp_path / 'run')])
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        pretrain(cfg)
+    assert sorted(tmp_path.iterdir()) == []  # refused before any work: no run folder, no mask cache
+
+
+@pytest.mark.parametrize('args, msg', [BAD_FLAGS[0], BAD_FLAGS[3], BAD_FLAGS[5]])
+def test_bad_flag_on_the_command_line_without_traceback(tmp_path, args, msg):
     r = _pretrain_cli(*args, '--out', str(tmp_path / 'run'), cwd=tmp_path)
     assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
-    assert not (tmp_path / 'run').exists() and not (tmp_path / 'outputs').exists()  # refused before any work
+    assert sorted(tmp_path.iterdir()) == []
 
 
 def test_unwritable_out_refused_before_the_mask_cache(tmp_path):
@@ -376,9 +384,9 @@ def test_nan_in_first_epoch_says_no_checkpoint(tiny_cfg):
 
 
 def test_degenerate_masks_warn(tiny_cfg, tmp_path):
+    from segaug_simclr.train import segaug_dataset  # what pretrain calls to build its SegAug dataset
     with pytest.warns(UserWarning, match='every image takes the standard pipeline .*shift:100'):
-        pretrain(tiny_cfg(augment='segaug', segmenter='oracle', mask_degrade='shift:100', epochs=1,
-                          mask_cache=str(tmp_path / 'masks')))
+        segaug_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_degrade='shift:100', mask_cache=str(tmp_path / 'masks')))
     with pytest.warns(UserWarning, match='closer to inverted'):
         PretrainConfig(augment='segaug', mask_degrade='blocks:0.9', device='cpu').validate()
 
@@ -389,15 +397,16 @@ def test_written_files_follow_the_umask(tiny_cfg, run1, tmp_path):
     from segaug_simclr.data import synthetic_shapes
     from segaug_simclr.evaluate import save_record
     from segaug_simclr.segment import OracleSegmenter, build_mask_cache
+    from segaug_simclr.train import repair_history
     old = os.umask(0o002)
     try:
-        pretrain(tiny_cfg(resume=True, log_every=1))  # rewrites metrics.jsonl, writes checkpoint.pt
+        fresh = tiny_cfg(out=str(tmp_path / 'fresh'), epochs=1)
+        pretrain(fresh)  # writes config.json and checkpoint.pt
+        repair_history(run1.out, load_checkpoint(Path(run1.out) / CHECKPOINT))  # what a resume does to metrics.jsonl
         store = build_mask_cache(synthetic_shapes(40, seed=0), OracleSegmenter(), tmp_path / 'masks', 'syn', progress=False)
         rec = save_record(dict(protocol='knn', dataset='synthetic', metrics={}), tmp_path / 'records')
-        fresh = tiny_cfg(out=str(tmp_path / 'fresh'), epochs=1)
-        pretrain(fresh)
     finally: os.umask(old)
-    files = [Path(run1.out) / CHECKPOINT, Path(run1.out) / METRICS, Path(fresh.out) / CONFIG, Path(fresh.out) / CHECKPOINT,
+    files = [Path(run1.out) / METRICS, Path(fresh.out) / CONFIG, Path(fresh.out) / CHECKPOINT,
              store.folder / 'manifest.json', store.folder / 'masks.npy', store.folder / 'fg_ratio.npy', rec]
     assert {str(f): oct(f.stat().st_mode & 0o777) for f in files} == {str(f): '0o664' for f in files}
 
