@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segaug_simclr.core import read_jsonl
-from segaug_simclr.train import CHECKPOINT, CONFIG, METRICS, RESUME_MAY_CHANGE, PretrainConfig, load_checkpoint, pretrain
+from segaug_simclr.train import resolve_recipe, CHECKPOINT, CONFIG, METRICS, RESUME_MAY_CHANGE, PretrainConfig, load_checkpoint, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_resume_refuses_changed_settings(tiny_cfg, run1, change):
     out = Path(cfg.out)
     before = {p: (out / p).read_bytes() for p in (CHECKPOINT, CONFIG, METRICS)}
     (name, new), = change.items()
-    old = getattr(cfg, name)
+    old = getattr(resolve_recipe(cfg), name)  # the run recorded its settings with the recipe's values filled in
     with pytest.raises(ValueError) as e:
         pretrain(tiny_cfg(resume=True, **change))
     msg = str(e.value)
