@@ -365,6 +365,10 @@ def _default(f):
 def resume_differences(saved: dict, cfg: PretrainConfig) -> dict:
     """{field: (saved, now)} for every field of `cfg` outside `RESUME_MAY_CHANGE` that differs from the checkpoint's
     configuration `saved` (a field that `saved` lacks, added after it was written, counts as its default)."""
+    names = {f.name for f in fields(PretrainConfig)}
+    known = {f.name: saved.get(f.name, _default(f)) for f in fields(PretrainConfig)}
+    saved = asdict(resolve_recipe(PretrainConfig(**known))) | {k: v for k, v in saved.items() if k not in names}
+    cfg = resolve_recipe(cfg)  # both sides with the recipe's values filled in, as the run recorded them
     out = {}
     for f in fields(cfg):
         if f.name in RESUME_MAY_CHANGE: continue
