@@ -20,8 +20,8 @@ from .train import CHECKPOINT, PretrainConfig, pretrain, recipe_names
 __all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'RUN_ONLY', 'FINISHED', 'Study',
            'resolve_params', 'project_root', 'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets',
            'setup_study', 'pretrain_config', 'config_key', 'pretrained', 'encoder_spec', 'random_spec', 'evaluated',
-           'eval_data', 'evaluate', 'standard_augment', 'method_config', 'encoder_millions', 'mask_source',
-           'segaug_data', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
+           'eval_data', 'evaluate', 'standard_augment', 'method_config', 'width_label', 'encoder_millions',
+           'mask_source', 'segaug_data', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
 
 # %% ../nbs/10_study.ipynb #7801b90e
 PRESETS = ('smoke', 'demo', 'cifar10', 'paper')
@@ -291,6 +291,10 @@ def method_config(P: dict, method: str, seed: int = 0, **changes) -> PretrainCon
     "The pretraining config of `method` ('standard' or 'segaug') with `seed` under the study parameters `P`."
     if method not in ('standard', 'segaug'): raise ValueError(f"method must be 'standard' or 'segaug', got {method!r}")
     return pretrain_config(P, augment='segaug' if method == 'segaug' else standard_augment(P), seed=seed, **changes)
+
+def width_label(P: dict, width: float) -> str:
+    "The row name of the study's encoder at `width`, as the reference tables name it: 'r50-2x'."
+    return f"r{P['depth']}-{width:g}x"
 
 def encoder_millions(P: dict, width: float | None = None) -> float:
     "Parameters (millions) of the study's encoder at `width`, counted without allocating it (meta device)."
