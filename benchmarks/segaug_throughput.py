@@ -13,22 +13,11 @@ import argparse, json, statistics, tempfile, time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from segaug_simclr.augment import SegAugViews, TwoViews, cifar_augment, simclr_augment
 from segaug_simclr.data import synthetic_shapes
+from datapath import per_image_rate  # this folder: the one per-image throughput measurement
 from segaug_simclr.segment import DeepLabSegmenter, OracleSegmenter, SegAugDataset, build_mask_cache
-
-
-def images_per_s(ds, seconds):
-    loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=0)
-    next(iter(loader))
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for (v1, _), _ in loader:
-            n += len(v1)
-            if time.perf_counter() - t0 >= seconds: break
-    return n / (time.perf_counter() - t0)
 
 
 def main():
@@ -48,8 +37,8 @@ def main():
         segaug = SegAugDataset(raw, store, SegAugViews(size, standard=std_aug))
         runs = {'standard': [], 'segaug': []}
         for _ in range(args.rounds):
-            runs['standard'].append(images_per_s(standard, args.seconds))
-            runs['segaug'].append(images_per_s(segaug, args.seconds))
+            runs['standard'].append(per_image_rate(standard, args.seconds))
+            runs['segaug'].append(per_image_rate(segaug, args.seconds))
         med = {k: statistics.median(v) for k, v in runs.items()}
         results[f'{size}px'] = dict(standard_images_per_s=round(med['standard'], 1), segaug_images_per_s=round(med['segaug'], 1),
                                     ratio=round(med['segaug'] / med['standard'], 3), fallback_share=round(segaug.fallback.float().mean().item(), 3),

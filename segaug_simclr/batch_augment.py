@@ -8,36 +8,42 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
 from .augment import ScaledGaussianBlur, SegAugViews, blur_kernel_size, fg_ratio
+from .data import FileImageDataset
 
 # %% auto #0
 __all__ = ['JITTER_OPS', 'crop_boxes', 'resized_crop', 'grayscale', 'adjust_brightness', 'adjust_contrast', 'adjust_saturation',
            'adjust_hue', 'gaussian_blur', 'Crop', 'Flip', 'Grayscale', 'Blur', 'ScaledBlur', 'Jitter', 'batch_ops',
-           'run_ops', 'to_unit', 'BatchViews', 'BatchSegAug', 'all_masks', 'DeviceLoader']
+           'run_ops', 'to_unit', 'BatchViews', 'BatchSegAug', 'mask_rows', 'load_size', 'SquareFiles', 'DeviceLoader']
 
 # %% ../nbs/02b_batch_augment.ipynb #faf7a1ff
 def _uniform(shape, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
     "Uniform draws in [lo, hi) (float64, on the CPU) from `g`."
     return lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
 
-def crop_boxes(n: int, H: int, W: int, scale, ratio, g: torch.Generator, attempts: int = 10) -> torch.Tensor:
-    "(n, 4) boxes (top, left, height, width) drawn as torchvision's `RandomResizedCrop` draws them, one per image."
-    target = H * W * _uniform((n, attempts), *scale, g)
+def crop_boxes(n: int, H, W, scale, ratio, g: torch.Generator, attempts: int = 10) -> torch.Tensor:
+    """(n, 4) boxes (top, left, height, width) drawn as torchvision's `RandomResizedCrop` draws them, one per image. `H`
+    and `W` are one image size for all, or one per image (tensors of n): boxes are drawn in each image's own frame."""
+    H = torch.as_tensor(H, dtype=torch.float64).expand(n)
+    W = torch.as_tensor(W, dtype=torch.float64).expand(n)
+    target = (H * W)[:, None] * _uniform((n, attempts), *scale, g)
     aspect = torch.exp(_uniform((n, attempts), math.log(ratio[0]), math.log(ratio[1]), g))
     w, h = torch.sqrt(target * aspect).round(), torch.sqrt(target / aspect).round()
-    ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+    ok = (w > 0) & (w <= W[:, None]) & (h > 0) & (h <= H[:, None])
     first, found = ok.to(torch.uint8).argmax(1), ok.any(1)
     w, h = w[torch.arange(n), first], h[torch.arange(n), first]
-    in_ratio = W / H  # torchvision's fallback: the whole image, clipped to the ratio range, centred
-    fw, fh = ((W, round(W / min(ratio))) if in_ratio < min(ratio) else
-              (round(H * max(ratio)), H) if in_ratio > max(ratio) else (W, H))
-    w, h = torch.where(found, w, float(fw)), torch.where(found, h, float(fh))
+    lo, hi = min(ratio), max(ratio)  # torchvision's fallback: the whole image, clipped to the ratio range, centred
+    fw = torch.where(W / H > hi, (H * hi).round(), W)
+    fh = torch.where(W / H < lo, (W / lo).round(), H)
+    w, h = torch.where(found, w, fw), torch.where(found, h, fh)
     top = torch.where(found, (_uniform(n, 0, 1, g) * (H - h + 1)).floor(), ((H - h) / 2).floor())
     left = torch.where(found, (_uniform(n, 0, 1, g) * (W - w + 1)).floor(), ((W - w) / 2).floor())
     return torch.stack([top, left, h, w], 1).long()
+
 
 # %% ../nbs/02b_batch_augment.ipynb #b3a2d575
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,8 +104,13 @@ def _rows(x: torch.Tensor, sel: torch.Tensor, fn, *args):
 class Crop:
     "Random resized crop to `size` (area share in `scale`, aspect ratio in `ratio`), image and mask channels together."
     def __init__(self, size: int, scale, ratio): self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
-    def draw(self, n, H, W, g): return dict(boxes=crop_boxes(n, H, W, self.scale, self.ratio, g))
-    def apply(self, x, p): return resized_crop(x, p['boxes'], self.size)
+    def draw(self, n, H, W, g):
+        frame = torch.stack([torch.as_tensor(H).expand(n), torch.as_tensor(W).expand(n)], 1).double()
+        return dict(boxes=crop_boxes(n, H, W, self.scale, self.ratio, g), frame=frame)
+    def apply(self, x, p):
+        "Crop each image to its box, drawn in its `frame` (its own size) and scaled to the size `x` holds it at."
+        scale = torch.tensor(x.shape[-2:], dtype=torch.float64) / p['frame']  # (n, 2): 1 unless the image was resized
+        return resized_crop(x, p['boxes'] * scale.repeat(1, 2), self.size)
     def __repr__(self): return f'Crop({self.size}, scale={self.scale}, ratio={self.ratio})'
 
 class Flip:
@@ -182,10 +193,13 @@ def batch_ops(transforms) -> list:
     return ops
 
 # %% ../nbs/02b_batch_augment.ipynb #b00b8635
-def run_ops(ops: list, x: torch.Tensor, g: torch.Generator, masks: torch.Tensor | None = None, record: list | None = None):
-    "Apply `ops` to float images `x` (B, 3, H, W) and float `masks` (B, H, W) or None; returns (x, masks)."
+def run_ops(ops: list, x: torch.Tensor, g: torch.Generator, masks: torch.Tensor | None = None, record: list | None = None,
+            sizes: torch.Tensor | None = None):
+    """Apply `ops` to float images `x` (B, 3, H, W) and float `masks` (B, H, W) or None; returns (x, masks). `sizes`
+    (B, 2): the images' own (H, W) when `x` holds them resized; the crop is drawn in them (then the views' size rules)."""
     for op in ops:
-        p = op.draw(len(x), *x.shape[-2:], g)
+        p = op.draw(len(x), *(x.shape[-2:] if sizes is None else sizes.unbind(1)), g)
+        if isinstance(op, Crop): sizes = None
         if record is not None: record.append(p)
         if isinstance(op, (Crop, Flip)):
             y = op.apply(x if masks is None else torch.cat([x, masks[:, None]], 1), p)
@@ -199,12 +213,14 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 class BatchViews:
     "Two independent views of each image of a uint8 batch by the batched counterpart of torchvision pipeline `aug`."
-    def __init__(self, aug): self.aug, self.ops = aug, batch_ops(aug)
-    def view(self, x, g, masks=None, record=None):
+    def __init__(self, aug):
+        self.aug, self.ops = aug, batch_ops(aug)
+        self.size = next(o.size for o in self.ops if isinstance(o, Crop))  # the views' size
+    def view(self, x, g, masks=None, record=None, sizes=None):
         "One view of uint8 (or float) images `x`; with `masks`, also the masks after the same crop and flip (bool)."
-        v, m = run_ops(self.ops, to_unit(x), g, None if masks is None else masks.float(), record)
+        v, m = run_ops(self.ops, to_unit(x), g, None if masks is None else masks.float(), record, sizes)
         return v if masks is None else (v, m >= 0.5)
-    def __call__(self, x: torch.Tensor, g: torch.Generator): return self.view(x, g), self.view(x, g)
+    def __call__(self, x: torch.Tensor, g: torch.Generator, sizes=None): return self.view(x, g, sizes=sizes), self.view(x, g, sizes=sizes)
     def __repr__(self): return f'BatchViews({self.ops})'
 
 # %% ../nbs/02b_batch_augment.ipynb #7fe38951
@@ -220,61 +236,96 @@ class BatchSegAug:
         "Whether each image takes the standard pipeline: `SegAugViews.falls_back` per mask (bool, on the CPU)."
         return torch.tensor([self.views.falls_back(m) for m in masks.bool().cpu()], dtype=torch.bool)
 
-    def segaug_view(self, x, masks, g):
+    def segaug_view(self, x, masks, g, sizes=None):
         "One SegAug view of float images `x` with float masks (no fallback): blend, joint crop and flip, `after` ops."
         fg, _ = run_ops(self.fg, x.clone(), g)
         bg, _ = run_ops(self.bg, x.clone(), g)
         v = torch.where(masks[:, None] >= 0.5, fg, bg)  # m * fg + (1 - m) * bg
-        v, m = run_ops([self.crop, self.flip], v, g, masks)
+        v, m = run_ops([self.crop, self.flip], v, g, masks, sizes=sizes)
         v, _ = run_ops(self.after, v, g)
         return v, m
 
-    def view(self, x, masks, g, fallback=None):
+    def view(self, x, masks, g, fallback=None, sizes=None):
         "One view of uint8 images `x` (B, 3, H, W) with masks (B, H, W); returns (view, mask after crop and flip (bool))."
         fallback = self.falls_back(masks) if fallback is None else fallback.cpu().bool()
         xs, ms = to_unit(x), masks.float()
         out = torch.empty(len(x), 3, self.size, self.size, device=x.device)
         mout = torch.empty(len(x), self.size, self.size, device=x.device)
         for sel, fn in (((~fallback).nonzero().flatten(), self.segaug_view),
-                        (fallback.nonzero().flatten(), lambda a, b, g: run_ops(self.standard.ops, a, g, b))):
+                        (fallback.nonzero().flatten(), lambda a, b, g, s: run_ops(self.standard.ops, a, g, b, sizes=s))):
             if len(sel) == 0: continue
             idx = sel.to(x.device, non_blocking=True)
-            v, m = fn(xs.index_select(0, idx), ms.index_select(0, idx), g)
+            v, m = fn(xs.index_select(0, idx), ms.index_select(0, idx), g, None if sizes is None else sizes[sel])
             out.index_copy_(0, idx, v); mout.index_copy_(0, idx, m)
         return out, mout >= 0.5
 
-    def __call__(self, x, masks, g, fallback=None, return_masks: bool = False):
+    def __call__(self, x, masks, g, fallback=None, return_masks: bool = False, sizes=None):
         fallback = self.falls_back(masks) if fallback is None else fallback
-        (v1, m1), (v2_, m2) = self.view(x, masks, g, fallback), self.view(x, masks, g, fallback)
+        (v1, m1), (v2_, m2) = self.view(x, masks, g, fallback, sizes), self.view(x, masks, g, fallback, sizes)
         return ((v1, v2_), (m1, m2)) if return_masks else (v1, v2_)
 
 # %% ../nbs/02b_batch_augment.ipynb #b78e1950
-def all_masks(masks) -> torch.Tensor:
-    "Every mask of `masks` (a `MaskStore` or a (N, H, W) tensor) as one uint8 tensor (N, H, W)."
-    if torch.is_tensor(masks): return masks.to(torch.uint8)
-    H, W = masks.shape  # a MaskStore: unpack its bits in one call
-    bits = np.unpackbits(np.asarray(masks.bits), axis=1, count=H * W)
-    return torch.from_numpy(bits.reshape(len(masks), H, W))
+def mask_rows(masks, idx=None) -> torch.Tensor:
+    "Masks `idx` (all when None) of `masks` (a `MaskStore` or a (N, H, W) tensor) as one uint8 tensor (n, H, W)."
+    if torch.is_tensor(masks): return (masks if idx is None else masks[idx]).to(torch.uint8)
+    H, W = masks.shape  # a MaskStore: unpack the rows' bits in one call
+    bits = np.asarray(masks.bits) if idx is None else np.asarray(masks.bits)[np.asarray(idx)]
+    return torch.from_numpy(np.unpackbits(bits, axis=1, count=H * W).reshape(len(bits), H, W))
 
+def load_size(size: int) -> int:
+    "The square that image files are decoded to for `size` px views on the batched path (256 for 224)."
+    return max(size, round(size * 8 / 7))
+
+class SquareFiles(Dataset):
+    "Items (uint8 image (3, `side`, `side`): the whole file resized, its own (H, W), index) of a `FileImageDataset`."
+    def __init__(self, ds: FileImageDataset, side: int):
+        self.ds, self.side = ds.subset(range(len(ds))), side
+        self.ds.transform = None  # the raw PIL image
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        x = v2.functional.pil_to_tensor(self.ds[i][0])
+        return v2.functional.resize(x, [self.side, self.side], antialias=True), torch.tensor(x.shape[-2:]), i
+
+# %% ../nbs/02b_batch_augment.ipynb #76b99c76
 class DeviceLoader:
-    "Batches `((v1, v2), labels)` of uint8 `images` held on `device`, in the order of `sampler`, views by `views`."
+    """Batches `((v1, v2), labels)` made on `device` by `views`, in the order of `sampler`. `images`: uint8 (N, 3, H, W),
+    held on `device`, or a `FileImageDataset`, decoded by `workers` into `side`-px squares (default `load_size`)."""
     def __init__(self, images, targets, views, sampler, batch_size: int, generator: torch.Generator, device,
-                 masks=None, fallback=None):
+                 masks=None, fallback=None, workers: int = 0, side: int | None = None):
         self.device = torch.device(device)
-        self.images, self.targets = images.to(self.device), torch.as_tensor(targets).to(self.device)
-        self.masks = None if masks is None else all_masks(masks).to(self.device)
+        self.files = images if isinstance(images, FileImageDataset) else None
+        self.images = None if self.files is not None else images.to(self.device)
+        self.targets = torch.as_tensor(targets).to(self.device)
+        self.masks = masks if masks is None or self.files is not None else mask_rows(masks).to(self.device)
         self.fallback = None if fallback is None else torch.as_tensor(fallback, dtype=torch.bool).cpu()
         if self.masks is not None and self.fallback is None: raise ValueError("masks need their fallback flags (one bool per image)")
         self.views, self.sampler, self.batch_size, self.generator = views, sampler, batch_size, generator
+        self.workers, self.side = workers, side if side is not None else load_size(views.size)
 
     def __len__(self): return len(self.sampler) // self.batch_size
 
-    def __iter__(self):
+    def _batches(self):
+        "(indices on the CPU, the same on the device, uint8 images on the device, their own sizes or None) per batch."
         order = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            di = idx.to(self.device, non_blocking=True)
-            x = self.images.index_select(0, di)
-            if self.masks is None: views = self.views(x, self.generator)
-            else: views = self.views(x, self.masks.index_select(0, di), self.generator, self.fallback[idx])
+        batches = [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
+        if self.files is None:
+            for idx in batches:
+                di = idx.to(self.device, non_blocking=True)
+                yield idx, di, self.images.index_select(0, di), None
+            return
+        decoded = DataLoader(SquareFiles(self.files, self.side), batch_sampler=[b.tolist() for b in batches],
+                             num_workers=self.workers, pin_memory=self.device.type == 'cuda')
+        for idx, (x, sizes, _) in zip(batches, decoded):
+            yield idx, idx.to(self.device, non_blocking=True), x.to(self.device, non_blocking=True), sizes
+
+    def _masks(self, idx, di) -> torch.Tensor:
+        "The batch's masks on the device, at the size its images are held at."
+        if self.files is None: return self.masks.index_select(0, di)
+        m = mask_rows(self.masks, idx).to(self.device, non_blocking=True)
+        return F.interpolate(m[:, None].float(), size=(self.side, self.side), mode='nearest')[:, 0]
+
+    def __iter__(self):
+        for idx, di, x, sizes in self._batches():
+            if self.masks is None: views = self.views(x, self.generator, sizes=sizes)
+            else: views = self.views(x, self._masks(idx, di), self.generator, self.fallback[idx], sizes=sizes)
             yield views, self.targets.index_select(0, di)

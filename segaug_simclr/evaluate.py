@@ -28,7 +28,7 @@ __all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE
            'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'check_splits',
            'with_transform', 'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune',
            'fit_logreg', 'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval',
-           'save_record', 'load_records']
+           'record_fields', 'save_record', 'load_records']
 
 # %% ../nbs/08_evaluate.ipynb #110b16c2
 def _parse_spec(spec: str) -> dict:
@@ -460,10 +460,14 @@ def knn_eval(encoder: nn.Module, train_ds, test_ds, k: int = 200, temperature: f
                 time_s=time.perf_counter() - t0)
 
 # %% ../nbs/08_evaluate.ipynb #1f42b8ba
+def record_fields(record: dict) -> dict:
+    "The saved part of an evaluation result: everything but the trained modules it carries."
+    return {k: v for k, v in record.items() if not isinstance(v, nn.Module)}
+
 def save_record(record: dict, out_dir) -> Path:
     "Write `record` (minus models) as JSON into `out_dir`; returns the file's path."
     now = datetime.now(timezone.utc)
-    rec = {k: v for k, v in record.items() if not isinstance(v, nn.Module)} | dict(time=now.isoformat(), version=__version__)
+    rec = record_fields(record) | dict(time=now.isoformat(), version=__version__)
     safe = lambda s: re.sub(r'[^A-Za-z0-9.+-]+', '_', str(s)).strip('._') or 'data'  # no '/', '..' or hidden names
     name = f"{safe(rec.get('protocol', 'eval'))}_{safe(rec.get('dataset') or 'data')}_{now.strftime('%Y%m%d-%H%M%S-%f')}.json"
     return atomic_write_text(Path(out_dir) / name, json.dumps(rec, indent=2, default=str))

@@ -10,16 +10,16 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from .core import atomic_write_text
 from .data import DATASETS, get_dataset
-from .train import CHECKPOINT, PretrainConfig, pretrain, recipe_names
+from .evaluate import record_fields
+from .train import CHECKPOINT, PretrainConfig, load_checkpoint, pretrain, recipe_names
 
 # %% auto #0
-__all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'RUN_ONLY', 'FINISHED', 'Study',
-           'resolve_params', 'project_root', 'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets',
-           'setup_study', 'pretrain_config', 'config_key', 'pretrained', 'encoder_spec', 'random_spec', 'evaluated',
+__all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'RUN_ONLY', 'Study', 'resolve_params',
+           'project_root', 'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets', 'setup_study',
+           'pretrain_config', 'config_key', 'finished', 'pretrained', 'encoder_spec', 'random_spec', 'evaluated',
            'eval_data', 'evaluate', 'standard_augment', 'method_config', 'width_label', 'encoder_millions',
            'mask_source', 'segaug_data', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
 
@@ -191,7 +191,6 @@ def setup_study(study: str, namespace: dict) -> tuple[dict, Path]:
 
 # %% ../nbs/10_study.ipynb #8c76e6d5
 RUN_ONLY = ('out', 'resume', 'stop_after', 'progress', 'workers', 'log_every', 'nproc', 'mask_cache', 'rebuild_masks')
-FINISHED = 'finished.json'
 
 def pretrain_config(P: dict, **changes) -> PretrainConfig:
     "The `PretrainConfig` of a study's pretraining run: the shared settings of `P`, then `changes`."
@@ -205,19 +204,21 @@ def config_key(cfg: PretrainConfig) -> str:
     d = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
+def finished(folder, epochs: int) -> bool:
+    "Whether the run in `folder` has trained all `epochs`: its checkpoint says so (the one record of progress)."
+    ck = Path(folder) / CHECKPOINT
+    return ck.exists() and load_checkpoint(ck)['epoch'] >= epochs
+
 def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
     "The folder of the finished pretraining run `cfg` under `root`: reused if finished, resumed if started, else trained."
     folder = Path(root) / 'pretrain' / f'{label}-{config_key(cfg)}'
-    if (folder / FINISHED).exists(): return folder
+    if finished(folder, cfg.epochs): return folder
     cfg = replace(cfg, out=str(folder), resume=(folder / CHECKPOINT).exists())
     if cfg.augment == 'segaug' and cfg.mask_cache == PretrainConfig.mask_cache:
         cfg.mask_cache = str(Path(root) / 'mask_cache')
     t0 = time.perf_counter()
-    res = pretrain(cfg)
-    if res['epochs_done'] < cfg.epochs: return folder  # stopped early on purpose (stop_after): not finished
-    atomic_write_text(folder / FINISHED, json.dumps(dict(epochs=cfg.epochs, key=config_key(cfg), label=label,
-                                                         seconds_this_session=time.perf_counter() - t0), indent=2))
-    print(f"pretrained {label}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s -> {folder}")
+    if pretrain(cfg)['epochs_done'] == cfg.epochs:
+        print(f"pretrained {label}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s -> {folder}")
     return folder
 
 # %% ../nbs/10_study.ipynb #42637472
@@ -230,15 +231,12 @@ def random_spec(P: dict, width: float | None = None, seed: int = 0) -> str:
     "The randomly initialised encoder of `P`'s architecture: the floor of every table."
     return f"random:depth={P['depth']},width={float(width if width is not None else P['width'])},cifar_stem={int(P['cifar_stem'])},seed={seed}"
 
-def _jsonable(record: dict) -> dict:
-    return {k: v for k, v in record.items() if not isinstance(v, nn.Module)}
-
 def evaluated(root, key: dict, compute) -> dict:
     "The record for `key` from `root/records/`, computed by `compute()` and saved (atomically) the first time."
     name = f"{key.get('protocol', 'eval')}-{hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]}.json"
     path = Path(root) / 'records' / name
     if path.exists(): return json.loads(path.read_text())
-    rec = _jsonable(compute()) | dict(key=key)
+    rec = record_fields(compute()) | dict(key=key)
     atomic_write_text(path, json.dumps(rec, indent=2, default=str))
     return rec
 

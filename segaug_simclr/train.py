@@ -246,15 +246,16 @@ def pretrain_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device:
                       persistent_workers=False)
 
 # %% ../nbs/07_train.ipynb #c4d1e2f7
-from .batch_augment import BatchSegAug, BatchViews, DeviceLoader
-from .data import ImageTensorDataset
+from .batch_augment import BatchSegAug, BatchViews, DeviceLoader, load_size
+from .data import FileImageDataset, ImageTensorDataset
 
 def _batch_views(ds):
-    "The batched counterpart of `ds`'s views, its uint8 images and its masks, or None when `ds` has none."
-    if isinstance(ds, SegAugDataset) and isinstance(ds.ds, ImageTensorDataset):
-        return BatchSegAug(ds.views), ds.ds, ds.masks, ds.fallback
-    if isinstance(ds, ImageTensorDataset) and isinstance(ds.transform, TwoViews):
-        return BatchViews(ds.transform.transform), ds, None, None
+    "The batched counterpart of `ds`'s views, its images (uint8 tensor or files) and its masks, or None when `ds` has none."
+    base = (ImageTensorDataset, FileImageDataset)
+    if isinstance(ds, SegAugDataset) and isinstance(ds.ds, base):
+        return BatchSegAug(ds.views), ds.ds.images if isinstance(ds.ds, ImageTensorDataset) else ds.ds, ds.masks, ds.fallback
+    if isinstance(ds, base) and isinstance(ds.transform, TwoViews):
+        return BatchViews(ds.transform.transform), ds.images if isinstance(ds, ImageTensorDataset) else ds, None, None
     return None
 
 def batched_augment(cfg: PretrainConfig, device: torch.device, ds) -> bool:
@@ -267,15 +268,18 @@ def batched_augment(cfg: PretrainConfig, device: torch.device, ds) -> bool:
     try: ok = _batch_views(ds) is not None
     except ValueError: ok = False  # a pipeline without a batched counterpart
     if not ok and cfg.augment_device != 'auto':
-        raise ValueError(f"the batched views need an in-memory dataset (CIFAR, STL-10, synthetic) with the standard or SegAug "
-                         f"pipeline; this one is a {type(ds).__name__}: use --augment-device cpu")
+        raise ValueError(f"the batched views need the standard or SegAug pipeline on an in-memory or image-folder dataset; "
+                         f"this one is a {type(ds).__name__}: use --augment-device cpu")
     return ok
 
 def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: torch.device) -> DeviceLoader:
-    "`pretrain_loader`'s batches (same sampler and checks) with the views made on `device` from uint8 data held there."
+    """`pretrain_loader`'s batches (same sampler and checks) with the views made on `device`: from uint8 data held there,
+    or from image files decoded by `cfg.workers` into `load_size(cfg.image_size)` squares."""
     dl = pretrain_loader(ds, cfg, generator, device)
-    views, base, masks, fallback = _batch_views(ds)
-    return DeviceLoader(base.images, base.targets, views, dl.sampler, dl.batch_size, generator, device, masks, fallback)
+    views, images, masks, fallback = _batch_views(ds)
+    return DeviceLoader(images, ds.targets, views, dl.sampler, dl.batch_size, generator, device, masks, fallback,
+                        workers=cfg.workers, side=load_size(cfg.image_size))
+
 
 # %% ../nbs/07_train.ipynb #e5b05bbb
 @torch.no_grad()

@@ -113,3 +113,22 @@ def test_datapath_benchmark_quick(tmp_path):
     rows = res['end_to_end']['results']
     assert {(r['augment'], r['path']) for r in rows} == {(a, p) for a in ('standard', 'segaug') for p in ('per_image', 'batched')}
     assert all(r['images_per_s'] > 0 and 0 <= r['data_wait_share'] <= 1 for r in rows)
+
+
+@pytest.mark.parametrize('augment', ['cifar', 'segaug'])
+def test_batched_path_on_image_files_resumes_exactly(tiny_cfg, tmp_path, augment):
+    "An image-folder dataset on the batched path: files of two sizes decoded into squares, views made in batches."
+    from fakes import write_imagefolder
+    write_imagefolder(tmp_path / 'data' / 'train', classes=('a', 'b', 'c', 'd'), per_class=12, size=(40, 30))
+    write_imagefolder(tmp_path / 'data' / 'train', classes=('e', 'f'), per_class=8, size=(24, 36))
+    kw = dict(dataset='imagefolder', data_root=str(tmp_path / 'data'), num_images=None, augment_device='batch',
+              augment=augment, batch_size=16)
+    if augment == 'segaug': kw.update(segmenter='saliency', mask_cache=str(tmp_path / 'masks'))
+    pretrain(tiny_cfg(out=str(tmp_path / 'a'), **kw))
+    pretrain(tiny_cfg(out=str(tmp_path / 'b'), stop_after=1, **kw))
+    pretrain(tiny_cfg(out=str(tmp_path / 'b'), resume=True, **kw))
+    ck = _same_run(tmp_path / 'a', tmp_path / 'b')
+    assert ck['epoch'] == 2 and ck['step'] == 2 * (64 // 16)
+    cpu = pretrain(tiny_cfg(out=str(tmp_path / 'c'), **(kw | dict(augment_device='cpu'))))
+    c = load_checkpoint(cpu['checkpoint'])['model']
+    assert not all(torch.equal(ck['model'][k], c[k]) for k in c)  # the batched path did make the views
