@@ -1,10 +1,12 @@
 import json, os, subprocess, sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from dist_equivalence import build_model, fixed_batch
 from segaug_simclr.losses import nt_xent
+from segaug_simclr.segment import MaskStore, fallback_share
 from segaug_simclr.train import CHECKPOINT, load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -71,4 +73,5 @@ def test_torchrun_segaug_shares_one_mask_cache(tmp_path):
     caches = list((tmp_path / 'masks').iterdir())
     assert len(caches) == 1 and sorted(p.name for p in caches[0].iterdir()) == ['fg_ratio.npy', 'manifest.json', 'masks.npy']
     rec = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()][-1]
-    assert rec['kind'] == 'epoch' and 0 <= rec['fallback_share'] <= 1
+    # the share over both ranks' images of the epoch (4 batches of 32 = all 128) is the cache's share of the dataset
+    assert rec['kind'] == 'epoch' and rec['fallback_share'] == pytest.approx(fallback_share(MaskStore(caches[0]).fg_ratio), abs=1e-6)
