@@ -55,6 +55,9 @@ IMAGENET = dict(dataset='imagenet', num_images=None, eval_images=None, test_imag
 def _study(name, reproduces, extra=None, smoke=None, demo=None, cifar10=None, paper=None, choices=None, datasets=('dataset',)):
     params = COMMON | (extra or {}) | (demo or {})
     presets = dict(smoke=SMOKE | (smoke or {}), demo={}, cifar10=CIFAR10 | (cifar10 or {}), paper=paper or PAPER)
+    for preset, changes in presets.items():  # a preset may only set parameters the study has (and its notebook declares)
+        if set(changes) - set(params): raise ValueError(f"{name}: preset {preset} sets {sorted(set(changes) - set(params))}, "
+                                                        "which are not parameters of the study; add them to its defaults")
     return Study(name, reproduces, params, presets, choices or {}, datasets)
 
 # %% ../nbs/10_study.ipynb #986c8b99
@@ -63,9 +66,10 @@ STUDIES = {s.name: s for s in [
     _study('walkthrough', 'teaching: views, similarity matrix, NT-Xent, a short pretraining, masks and SegAug views, linear evaluation',
            extra=dict(seeds=1, epochs=4, num_images=1000), cifar10=dict(epochs=20)),
     _study('segaug_vs_standard', 'thesis Table 2 (standard 34.6/59.3 against SegAug 35.2/60.11); the demo study',
-           extra=dict(methods=list(_METHODS), spurious=0.8, segmenter='oracle', fg_lo=0.05, fg_hi=0.9),
-           cifar10=dict(spurious=0.0, segmenter='deeplabv3_resnet50'),
-           paper=IMAGENET | dict(fraction=0.1, spurious=0.0, segmenter='deeplabv3_resnet50'),
+           extra=dict(methods=list(_METHODS), spurious=0.8, segmenter='oracle', fg_lo=0.05, fg_hi=0.9, segaug_global=True,
+                      num_images=3000, batch_size=64, crop_min=0.5, fraction=None),
+           cifar10=dict(spurious=0.0, segmenter='deeplabv3_resnet50', segaug_global=False),
+           paper=IMAGENET | dict(fraction=0.1, spurious=0.0, segmenter='deeplabv3_resnet50', segaug_global=False),
            choices=dict(methods=_METHODS)),
     _study('cifar10_validation', 'thesis 5.3 / SimCLR Fig. B.7: linear evaluation over batch size x epochs; thesis Fig. 15',
            extra=dict(batch_sizes=[128, 256], epoch_list=[2, 4], lrs=[1.0], temperature=0.5, thesis_settings=False,

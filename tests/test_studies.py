@@ -7,7 +7,7 @@ import yaml
 from PIL import Image
 
 from segaug_simclr.report import references
-from segaug_simclr.study import STUDIES, notebook_path, run_study
+from segaug_simclr.study import PRESETS, STUDIES, notebook_path, resolve_params, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM = r'[\d.]+(?: ± [\d.]+)? \(n=\d+\)'
@@ -30,6 +30,14 @@ EXPECTED = {
 def test_every_study_has_a_notebook_and_expectations():
     assert sorted(EXPECTED) == sorted(STUDIES)
     assert sorted(p.stem for p in (ROOT / 'nbs' / 'runs').glob('*.ipynb')) == sorted(STUDIES)
+
+
+@pytest.mark.parametrize('study', sorted(STUDIES))
+def test_every_preset_resolves(study):
+    "Each preset sets only parameters the study declares, with values of the right type and in the allowed sets."
+    for preset in PRESETS:
+        P = resolve_params(study, dict(preset=preset))
+        assert P['preset'] == preset and set(P) == set(STUDIES[study].params)
 
 
 @pytest.mark.parametrize('study', sorted(STUDIES))
