@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 # %% auto #0
 __all__ = ['IMG_EXTENSIONS', 'SHAPES', 'TEXTURES', 'DATASETS', 'to_rgb', 'load_rgb', 'ImageTensorDataset', 'FileImageDataset',
-           'label_fraction', 'per_class_split', 'synthetic_shapes', 'texture_of', 'scan_image_folder', 'DatasetInfo',
+           'label_fraction', 'per_class_split', 'synthetic_shapes', 'scan_image_folder', 'DatasetInfo',
            'register_dataset', 'get_dataset', 'num_classes']
 
 # %% ../nbs/01_data.ipynb #26f86275
@@ -261,15 +261,6 @@ def synthetic_shapes(n: int = 5000, size: int = 32, seed: int = 0, spurious: flo
     parts = [_render(labels[i:i + chunk], kinds[i:i + chunk], warm[i:i + chunk] if spurious > 0 else None, size, g)
              for i in range(0, n, chunk)]
     return ImageTensorDataset(torch.cat([p[0] for p in parts]), labels, list(SHAPES), masks=torch.cat([p[1] for p in parts]))
-
-# %% ../nbs/01_data.ipynb #7aa228dd
-def texture_of(ds: ImageTensorDataset) -> torch.Tensor:
-    "A crude background descriptor (mean colour and mean absolute horizontal difference outside the mask) per image."
-    x = ds.images.float() / 255
-    bgm = (~ds.masks)[:, None].float()
-    colour = (x * bgm).sum((2, 3)) / bgm.sum((2, 3)).clamp(min=1)
-    dx = ((x[..., 1:] - x[..., :-1]).abs() * bgm[..., 1:] * bgm[..., :-1]).sum((1, 2, 3))
-    return torch.cat([colour, (dx / bgm.sum((1, 2, 3)).clamp(min=1))[:, None]], 1)
 
 # %% ../nbs/01_data.ipynb #46c670fc
 def scan_image_folder(folder) -> tuple[list[str], list[tuple[Path, int]], list[str]]:

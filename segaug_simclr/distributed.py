@@ -111,7 +111,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
 def convert_global_bn(module: nn.Module) -> nn.Module:
-    "`module` with every BatchNorm1d/2d replaced by a `GlobalBatchNorm` holding the same parameters and statistics."
+    """`module` with every BatchNorm1d/2d computing global-batch statistics: torch's `nn.SyncBatchNorm` when the process
+    group runs on NCCL (CUDA: tested kernels, Welford statistics), else a `GlobalBatchNorm` (the CPU's Gloo, where
+    `SyncBatchNorm` does not run), each holding the same parameters and statistics."""
+    if world_size() > 1 and dist.get_backend() == 'nccl': return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
         new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
         new.load_state_dict(module.state_dict())

@@ -19,12 +19,11 @@ class LARS(torch.optim.Optimizer):
                  nesterov: bool = False, exclude_1d: bool = True):
         if lr < 0: raise ValueError(f"learning rate must be >= 0, got {lr}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                                      nesterov=nesterov, exclude_1d=exclude_1d, lars_exclude=None))
+                                      nesterov=nesterov, exclude_1d=exclude_1d))
 
     @staticmethod
     def excluded(p: torch.Tensor, group: dict) -> bool:
         "Whether `p` skips weight decay and the trust ratio in `group`."
-        if group['lars_exclude'] is not None: return group['lars_exclude']
         return group['exclude_1d'] and p.ndim <= 1
 
     @torch.no_grad()

@@ -4,26 +4,27 @@
 
 # %% ../nbs/07a_pretrain.ipynb #341773f7
 from __future__ import annotations
-import argparse, inspect, re, subprocess, sys
+import argparse, subprocess, sys, typing
 from dataclasses import fields
+
+from fastcore.docments import docments
 
 from .core import FolderLockedError
 from .distributed import torchrun_env
 from .train import NonFiniteLossError, PretrainConfig, pretrain
 
 # %% auto #0
-__all__ = ['field_help', 'build_parser', 'parse_config', 'config_argv', 'torchrun_command', 'launch', 'main']
+__all__ = ['flag_type', 'field_help', 'build_parser', 'parse_config', 'config_argv', 'torchrun_command', 'launch', 'main']
 
 # %% ../nbs/07a_pretrain.ipynb #5d3937b7
-def _field_type(f) -> type:
-    "The Python type behind a dataclass field's annotation (`int | None` -> int)."
-    t = f.type if not isinstance(f.type, str) else f.type.split('|')[0].strip()
-    return {'int': int, 'float': float, 'str': str, 'bool': bool}.get(t, t) if isinstance(t, str) else t
+def flag_type(hint) -> type:
+    "The type a flag's value is converted to, from a field's type hint: `int | None` -> int, `str` -> str."
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
 
 def field_help() -> dict:
-    "Each `PretrainConfig` field's comment in its source: the flags' help texts."
-    src = inspect.getsource(PretrainConfig)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r'^\s+(\w+): [^#\n]*#(.*)$', src, flags=re.M)}
+    "Each `PretrainConfig` field's documentation (the comment beside it, read by fastcore's `docments`): the flags' help."
+    return {k: v for k, v in docments(PretrainConfig).items() if v}
 
 def _escape(text: str) -> str: return text.replace('%', '%%')  # argparse formats help strings with %
 
@@ -31,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     "An argument parser with one flag per `PretrainConfig` field."
     p = argparse.ArgumentParser(prog='python -m segaug_simclr.pretrain', description='SimCLR and SegAug-SimCLR pretraining',
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    helps = field_help()
+    helps, hints = field_help(), typing.get_type_hints(PretrainConfig)
     for f in fields(PretrainConfig):
-        flag, t, h = '--' + f.name.replace('_', '-'), _field_type(f), _escape(helps.get(f.name, ' '))
+        flag, t, h = '--' + f.name.replace('_', '-'), flag_type(hints[f.name]), _escape(helps.get(f.name, ' '))
         if t is bool: p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=h)
         else: p.add_argument(flag, type=t, default=f.default, help=h)
     return p

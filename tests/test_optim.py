@@ -17,12 +17,6 @@ def test_excludes_biases_and_batchnorm_only():
             assert (full in excluded) == is_norm_or_bias, full
 
 
-def test_group_override_of_exclusion():
-    w = nn.Parameter(torch.ones(3, 3)); b = nn.Parameter(torch.ones(3))
-    opt = LARS([dict(params=[w], lars_exclude=True), dict(params=[b], lars_exclude=False)], lr=1)
-    assert LARS.excluded(w, opt.param_groups[0]) and not LARS.excluded(b, opt.param_groups[1])
-
-
 @pytest.mark.parametrize('nesterov', [False, True])
 def test_two_steps_against_formula(nesterov):
     g = torch.Generator().manual_seed(0)
