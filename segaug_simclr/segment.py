@@ -385,7 +385,9 @@ def plot_segaug(img: torch.Tensor, mask: torch.Tensor, views: SegAugViews, axs=N
     v1, v2_ = out[0] if views.return_masks else out
     r = fg_ratio(mask).item()
     axs[0].imshow(img.permute(1, 2, 0)); axs[0].set_title(title, fontsize=9)
-    axs[1].imshow(img.permute(1, 2, 0)); axs[1].imshow(mask, alpha=0.45, cmap='autumn', vmin=0, vmax=1)
+    axs[1].imshow(img.permute(1, 2, 0))
+    axs[1].imshow(np.ma.masked_where(~mask.bool().numpy(), mask.numpy()), alpha=0.5, cmap='cool', vmin=0, vmax=1)  # foreground only
+    if 0 < mask.sum() < mask.numel(): axs[1].contour(mask.numpy(), levels=[0.5], colors='white', linewidths=1)
     axs[1].set_title(f'F_ratio {r:.2f}' + (' (fallback)' if views.falls_back(mask) else ''), fontsize=9)
     for a, v, t in ((axs[2], v1, 'view 1'), (axs[3], v2_, 'view 2')): a.imshow(v.permute(1, 2, 0)); a.set_title(t, fontsize=9)
     for a in axs: a.axis('off')
