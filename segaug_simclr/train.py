@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
-import contextlib, json, math, os, pickle, re, sys, tempfile, time, warnings
-from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
+import contextlib, json, math, os, sys, tempfile, time, warnings
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -15,25 +15,26 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__
-from .core import (append_jsonl, atomic_save, atomic_write_text, folder_lock, get_device, read_jsonl,
-                                rng_state, seed_everything, set_rng_state)
+from .core import (append_jsonl, atomic_write_text, folder_lock, get_device, read_jsonl, seed_everything,
+                                set_rng_state)
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
-from .data import DATASETS, get_dataset, num_classes
+from .data import DATASETS, epoch_generator, epoch_order, get_dataset, num_classes
 from .augment import SegAugViews, TwoViews, colour_distortion, make_augment, thesis_policy, to_float_image
 from .segment import (DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, SegAugDataset, build_mask_cache, fallback_share,
                                    get_segmenter, parse_degrade)
 from .losses import nt_xent
 from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
+from .features import knn_accuracy
+from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, load_checkpoint, recipe_names,
+                                      recipe_record, recipe_settings, save_checkpoint)
 
 # %% auto #0
-__all__ = ['AUGMENT_DEVICES', 'RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'RESUME_MAY_CHANGE',
-           'PretrainConfig', 'recipe_names', 'recipe_settings', 'default_recipe', 'resolve_recipe', 'recipe_record',
-           'flag_checks', 'NonFiniteLossError', 'autocast', 'epoch_generator', 'epoch_order', 'EpochSampler',
-           'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader', 'extract_features',
-           'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'resume_differences', 'check_resumable',
-           'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
+__all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks', 'NonFiniteLossError',
+           'autocast', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader',
+           'resume_differences', 'check_resumable', 'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain',
+           'run_folder_lock']
 
 # %% ../nbs/07_train.ipynb #a5c20352
 AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')
@@ -119,41 +120,11 @@ class PretrainConfig:
         return self
 
 # %% ../nbs/07_train.ipynb #e8bf8389
-RECIPES = {
-    'paper-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
-    'paper-cifar': dict(augment='cifar', color_strength=0.5, crop_min=0.08, lr=1.0, lr_scaling='linear'),
-    'thesis-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
-    'thesis-cifar': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='linear'),
-    'thesis-cifar-literal': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='none'),
-}
-RECIPE_FIELDS = ('augment', 'color_strength', 'crop_min', 'lr', 'lr_scaling')
-
-def recipe_names() -> tuple[str, ...]:
-    "The names of the recipes."
-    return tuple(RECIPES)
-
-def recipe_settings(name: str) -> dict:
-    "The `PretrainConfig` fields recipe `name` sets, and their values."
-    if name not in RECIPES: raise ValueError(f"recipe {name!r} is unknown; choose one of {', '.join(RECIPES)} (or 'auto')")
-    return dict(RECIPES[name])
-
-def default_recipe(dataset: str, image_size: int) -> str:
-    "The paper's recipe for `dataset` at `image_size`: 'paper-cifar' for CIFAR and small images, else 'paper-imagenet'."
-    return 'paper-cifar' if dataset in ('cifar10', 'cifar100') or image_size < 96 else 'paper-imagenet'
-
 def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
     "A copy of `cfg` with its recipe named ('auto' resolved) and every recipe field left at None filled from it."
     name = default_recipe(cfg.dataset, cfg.image_size) if cfg.recipe == 'auto' else cfg.recipe
     unset = {k: v for k, v in recipe_settings(name).items() if getattr(cfg, k) is None}
     return replace(cfg, recipe=name, **unset)
-
-def recipe_record(cfg) -> dict:
-    "What the recipe of `cfg` (a resolved config or its dict) set, and which of its fields were given otherwise."
-    c = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
-    if c.get('recipe') in (None, 'auto'): return dict(recipe=c.get('recipe'), recipe_set=None, recipe_overrides=None)
-    rs = recipe_settings(c['recipe'])
-    return dict(recipe=c['recipe'], recipe_set={k: v for k, v in rs.items() if c.get(k) == v},
-                recipe_overrides={k: c.get(k) for k, v in rs.items() if c.get(k) != v})
 
 # %% ../nbs/07_train.ipynb #4616f977
 def _device_problem(name: str) -> str | None:
@@ -204,14 +175,6 @@ def autocast(device: torch.device, amp: str):
     if amp == 'fp16' and device.type != 'cuda':
         raise ValueError("fp16 autocast needs a CUDA GPU; use --amp bf16 on the CPU (or --amp none)")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == 'bf16' else torch.float16)
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    "The generator that fixes epoch `epoch`'s data order and worker seeds."
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    "The sample order of `epoch`: a permutation of `n` fixed by (`seed`, `epoch`)."
-    return torch.randperm(n, generator=epoch_generator(seed, epoch))
 
 class EpochSampler(torch.utils.data.Sampler):
     """One permutation of `n` items per epoch, fixed by (`seed`, epoch) and the same on every process; process `rank`
@@ -281,80 +244,7 @@ def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: t
                         workers=cfg.workers, side=load_size(cfg.image_size))
 
 
-# %% ../nbs/07_train.ipynb #e5b05bbb
-@torch.no_grad()
-def extract_features(encoder: nn.Module, ds, batch_size: int = 256, device='cpu', workers: int = 0,
-                     channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    "Features h and labels of every item of `ds` (its transform must give float tensors), with `encoder` in eval mode."
-    was_training = encoder.training
-    encoder.eval()
-    feats, labels = [], []
-    try:
-        for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers):
-            x = x.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-            feats.append(encoder(x).float().cpu()); labels.append(torch.as_tensor(y))
-    finally:
-        encoder.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
-
-def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, n_classes: int,
-                k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
-    "Weighted kNN class predictions for `queries` from a labelled feature `bank`."
-    if not 1 <= k <= len(bank): raise ValueError(f"k must be between 1 and the bank size ({len(bank)}), got {k}")
-    bank = F.normalize(bank.float(), dim=1)
-    preds = []
-    for q in F.normalize(queries.float(), dim=1).split(chunk):
-        sim, idx = (q @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(len(q), n_classes).scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
-        preds.append(votes.argmax(1))
-    return torch.cat(preds)
-
-def knn_accuracy(encoder: nn.Module, bank_ds, query_ds, n_classes: int, k: int = 200, temperature: float = 0.1,
-                 device='cpu', batch_size: int = 256) -> float:
-    "Top-1 accuracy of the weighted kNN classifier on `query_ds`, with `bank_ds` as the labelled memory."
-    bank, bank_y = extract_features(encoder, bank_ds, batch_size, device)
-    q, q_y = extract_features(encoder, query_ds, batch_size, device)
-    return (knn_predict(q, bank, bank_y, n_classes, k, temperature) == q_y).float().mean().item()
-
 # %% ../nbs/07_train.ipynb #5ee5f46b
-CHECKPOINT, METRICS, CONFIG = 'checkpoint.pt', 'metrics.jsonl', 'config.json'
-_ARCH_KEYS = ('depth', 'width', 'cifar_stem', 'proj_hidden', 'proj_dim', 'optimizer')
-
-def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: int, step: int, cfg: PretrainConfig | dict,
-                    history: list[dict] | None = None) -> Path:
-    """Everything needed to continue the run after `epoch` epochs, written atomically to `path`: tensors and plain
-    types only (`load_checkpoint` reads it with `weights_only=True`). `history`: the epoch records it covers."""
-    return atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            scaler=scaler.state_dict(), probe=probe.state_dict(), probe_optimizer=probe_opt.state_dict(),
-                            rng=rng_state(), epoch=epoch, step=step, config=cfg if isinstance(cfg, dict) else asdict(cfg),
-                            history=list(history or []), version=__version__), path)
-
-_CKPT_KEYS = ('model', 'config', 'epoch')
-
-def load_checkpoint(path, map_location='cpu') -> dict:
-    """A checkpoint written by `save_checkpoint`, read with `torch.load(weights_only=True)`: a file that holds other
-    Python objects (which could run code while loading) is refused unread; a damaged or foreign file gets an error
-    that names it and says what was expected."""
-    path = Path(path)
-    want = f"a checkpoint.pt written by segaug_simclr pretraining (a dict with {', '.join(_CKPT_KEYS)}, ...)"
-    if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}; expected {want}")
-    if path.stat().st_size == 0: raise ValueError(f"the checkpoint {path} is empty (0 bytes); expected {want}")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if 'weights only' not in str(e).lower(): raise ValueError(f"{path} is not a PyTorch checkpoint ({str(e).splitlines()[0]}); expected {want}") from None
-        what = re.search(r'GLOBAL (\S+)', str(e))
-        raise ValueError(f"refused to load {path}: it holds Python objects other than tensors and plain types"
-                         + (f" ({what.group(1)})" if what else '') + f", and loading them could run code; expected {want}. "
-                         "(checkpoints of earlier segaug_simclr versions held NumPy arrays and are refused the same way)") from None
-    except Exception as e:  # torch raises RuntimeError/EOFError/... for truncated or foreign files
-        raise ValueError(f"cannot read the checkpoint {path}: it is truncated, corrupt or not a PyTorch file "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); expected {want}") from None
-    if not isinstance(ck, dict) or not set(_CKPT_KEYS) <= set(ck):
-        got = sorted(map(str, ck))[:6] if isinstance(ck, dict) else type(ck).__name__
-        raise ValueError(f"{path} is not a segaug_simclr pretraining checkpoint (it holds {got}); expected {want}. "
-                         "A torchvision state dict loads with load_encoder('torchvision:<path>')")
-    return ck
-
 # Settings that do not change what a run computes: a resume may change them. Every other field must match.
 RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'workers', 'progress', 'log_every', 'device', 'nproc',
                      'data_root', 'download', 'mask_cache', 'rebuild_masks', 'knn_every', 'knn_k', 'knn_temperature',

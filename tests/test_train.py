@@ -7,8 +7,9 @@ from torch.utils.data import Dataset
 
 import segaug_simclr.core as core
 from segaug_simclr.core import read_jsonl
-from segaug_simclr.train import (CHECKPOINT, METRICS, NonFiniteLossError, extract_features, knn_accuracy,
-                                 load_checkpoint, pretrain)
+from segaug_simclr.checkpoint import CHECKPOINT, METRICS, load_checkpoint
+from segaug_simclr.features import extract_features, knn_accuracy
+from segaug_simclr.train import NonFiniteLossError, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 
