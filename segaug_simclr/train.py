@@ -5,7 +5,7 @@
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
 import contextlib, json, math, os, sys, tempfile, time, warnings
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -33,8 +33,9 @@ from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, l
 # %% auto #0
 __all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks', 'NonFiniteLossError',
            'autocast', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader',
-           'resume_differences', 'check_resumable', 'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain',
-           'run_folder_lock']
+           'resume_differences', 'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteGuard',
+           'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine', 'default_hooks',
+           'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
 
 # %% ../nbs/07_train.ipynb #a5c20352
 AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')
@@ -299,18 +300,129 @@ def repair_history(out, saved: dict | None) -> list[dict]:
         atomic_write_text(out / METRICS, ''.join(json.dumps(r) + '\n' for r in kept))
     return [by_epoch[e] for e in range(done) if e in by_epoch]
 
+# %% ../nbs/07_train.ipynb #be30c7a1
+@dataclass(eq=False)
+class TrainState:
+    """Everything a run owns that its checkpoint restores: the model, its optimiser, schedule and gradient scaler, the
+    online probe and its optimiser, the epochs and optimiser steps done, the epoch records and the run's settings."""
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    probe: nn.Module
+    probe_opt: torch.optim.Optimizer
+    config: dict = field(default_factory=dict)         # the run's settings as first recorded (a resume keeps them)
+    epoch: int = 0                                      # epochs done
+    step: int = 0                                       # optimiser steps done
+    history: list[dict] = field(default_factory=list)  # the records of the epochs done
+
+    def save(self, path) -> Path:
+        "Write the state to `path` as `save_checkpoint` does (atomically; the random-number state included)."
+        return save_checkpoint(path, self.model, self.opt, self.sched, self.scaler, self.probe, self.probe_opt,
+                               self.epoch, self.step, self.config, self.history)
+
+    def restore(self, saved: dict) -> 'TrainState':
+        "Load a checkpoint (the dict `load_checkpoint` returns) into this state and the random-number generators."
+        self.model.load_state_dict(saved['model']); self.opt.load_state_dict(saved['optimizer'])
+        self.sched.load_state_dict(saved['scheduler']); self.scaler.load_state_dict(saved['scaler'])
+        self.probe.load_state_dict(saved['probe']); self.probe_opt.load_state_dict(saved['probe_optimizer'])
+        set_rng_state(saved['rng'])
+        self.epoch, self.step, self.config = saved['epoch'], saved['step'], saved['config']
+        self.history = list(saved.get('history') or [])
+        return self
+
+# %% ../nbs/07_train.ipynb #92cde771
+class Hook:
+    """Work the loop does at fixed points of every batch and epoch; subclass it and override what you need. Each
+    method gets the `TrainState`. Hooks run in list order on every process: write files on `is_main()` only."""
+    def after_loss(self, state: TrainState, batch: dict):
+        "This batch's loss is known (`batch['loss']`, the same on every process); nothing has stepped yet."
+    def after_batch(self, state: TrainState, batch: dict):
+        "The optimisers have stepped: `batch` holds epoch, batch (1-based), step, loss, lr and images_per_s."
+    def epoch_stats(self, state: TrainState, stats: dict):
+        "The epoch is trained (`state.epoch` counts it): add measurements to `stats`, which the epoch record holds."
+    def after_epoch(self, state: TrainState, record: dict):
+        "The epoch's record is final and is the last of `state.history`: save, write, print."
+
+# %% ../nbs/07_train.ipynb #efbb8780
+class NonFiniteGuard(Hook):
+    "Stop the run with `NonFiniteLossError` when the loss is NaN or infinite, before that batch steps: the last checkpoint stays good."
+    def after_loss(self, state, batch):
+        loss, epoch = batch['loss'], batch['epoch']
+        if math.isfinite(loss): return
+        kept = (f"the last good checkpoint (after epoch {epoch}) is kept" if epoch else "no checkpoint was written")
+        raise NonFiniteLossError(
+            f"the loss became {loss} at epoch {epoch + 1}, batch {batch['batch']}; the run stopped and {kept}. Lower the "
+            f"learning rate (--lr), check the data for NaN/inf pixels, or train without mixed precision (--amp none), "
+            + ("then continue with --resume." if epoch else "then start again (into another --out folder, or this one after deleting it)."))
+
+# %% ../nbs/07_train.ipynb #7143d83c
+class FallbackShare(Hook):
+    "SegAug: the share of this epoch's images (all processes) that took the standard pipeline, as `fallback_share`."
+    def __init__(self, fallback: torch.Tensor, loader): self.fallback, self.loader = fallback, loader
+    def epoch_stats(self, state, stats):
+        seen = self.loader.sampler.seen(len(self.loader), self.loader.batch_size)
+        stats['fallback_share'] = self.fallback[seen].float().mean().item()
+
+class KnnMonitor(Hook):
+    "Every `every` epochs, the weighted kNN accuracy of the encoder on `query_ds` with `bank_ds` as memory, as `knn_acc`."
+    def __init__(self, bank_ds, query_ds, n_classes: int, every: int = 1, k: int = 200, temperature: float = 0.1, device='cpu'):
+        self.bank_ds, self.query_ds, self.n_classes, self.every = bank_ds, query_ds, n_classes, every
+        self.k, self.temperature, self.device = k, temperature, device
+    def epoch_stats(self, state, stats):
+        if state.epoch % self.every == 0:
+            stats['knn_acc'] = knn_accuracy(state.model.encoder, self.bank_ds, self.query_ds, self.n_classes, self.k,
+                                            self.temperature, self.device)
+
+# %% ../nbs/07_train.ipynb #a538e63e
+class Checkpointing(Hook):
+    "Save the state to `path` after every epoch (atomically: a kill leaves the previous checkpoint whole)."
+    def __init__(self, path): self.path = Path(path)
+    def after_epoch(self, state, record): state.save(self.path)
+
+class MetricsLog(Hook):
+    "Append a step record every `log_every` batches (0: never) and every epoch record to the JSON-lines file `path`."
+    def __init__(self, path, log_every: int = 10): self.path, self.log_every = Path(path), log_every
+    def after_batch(self, state, batch):
+        if self.log_every and batch['batch'] % self.log_every == 0: append_jsonl(self.path, dict(kind='step', **batch))
+    def after_epoch(self, state, record): append_jsonl(self.path, record)
+
+class ProgressLine(Hook):
+    "One line per epoch on stderr: loss, probe accuracy, kNN accuracy and SegAug fallback share when measured, speed."
+    def __init__(self, epochs: int): self.epochs = epochs
+    def after_epoch(self, state, record):
+        print(f"epoch {record['epoch'] + 1}/{self.epochs}  loss {record['loss']:.4f}  probe {record['probe_acc']:.3f}"
+              + (f"  knn {record['knn_acc']:.3f}" if 'knn_acc' in record else '')
+              + (f"  fallback {record['fallback_share']:.1%}" if 'fallback_share' in record else '')
+              + f"  {record['images_per_s']:.0f} img/s", file=sys.stderr)
+
+# %% ../nbs/07_train.ipynb #8c73de61
+def default_hooks(cfg: PretrainConfig, out, ds, loader, knn_data=None, n_classes: int = 0, device='cpu') -> list[Hook]:
+    """The hooks of every run, in order: the non-finite guard, SegAug's fallback share, and on the main process the kNN
+    monitor (`cfg.knn_every`), the checkpoint, metrics.jsonl and the progress line (`cfg.progress`)."""
+    main, out = is_main(), Path(out)
+    hooks = [NonFiniteGuard()]
+    if hasattr(ds, 'fallback'): hooks.append(FallbackShare(ds.fallback, loader))
+    if main and cfg.knn_every:
+        hooks.append(KnnMonitor(*knn_data, n_classes, cfg.knn_every, cfg.knn_k, cfg.knn_temperature, device))
+    if main: hooks += [Checkpointing(out / CHECKPOINT), MetricsLog(out / METRICS, cfg.log_every)]
+    if main and cfg.progress: hooks.append(ProgressLine(cfg.epochs))
+    return hooks
+
 # %% ../nbs/07_train.ipynb #61fc7596
-def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: PretrainConfig, device: torch.device,
-                    epoch: int, step: int, metrics_path=None, forward=None, ddp=None, probe_forward=None) -> tuple[dict, int]:
-    """One pass over `loader`; returns the epoch's statistics and the new optimiser step count. `forward` runs the
-    model (compiled and/or DDP-wrapped), `ddp` is the DDP wrapper (gradients synchronised on optimiser steps only)."""
+def train_one_epoch(state: TrainState, loader, cfg: PretrainConfig, device: torch.device, forward=None, ddp=None,
+                    probe_forward=None, hooks=()) -> dict:
+    """One pass over `loader` that trains `state` (`state.step` counts the optimiser steps); returns the epoch's
+    statistics. `forward` runs the model (compiled and/or DDP-wrapped), `ddp` is the DDP wrapper (gradients synchronised
+    on optimiser steps only); every hook's `after_loss` and `after_batch` run at each batch."""
+    model, probe, opt, probe_opt, scaler, sched = state.model, state.probe, state.opt, state.probe_opt, state.scaler, state.sched
     model.train(); probe.train()
     fwd = forward if forward is not None else model  # (a compiled module must not be truth-tested: it has no len())
     pfwd, W = probe_forward if probe_forward is not None else probe, world_size()
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     n_batches, tot_loss, tot_correct, n_seen = len(loader), 0.0, 0, 0
     t0 = time.perf_counter()
-    bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=not (cfg.progress and is_main()), leave=False)
+    bar = tqdm(loader, desc=f'epoch {state.epoch + 1}/{cfg.epochs}', disable=not (cfg.progress and is_main()), leave=False)
     for i, ((v1, v2), y) in enumerate(bar):
         n = v1.shape[0]
         x = torch.cat([v1, v2]).to(device, non_blocking=True, memory_format=mf)
@@ -327,28 +439,20 @@ def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: Pr
         probe_loss.backward()
         global_loss = loss.detach().clone()
         if W > 1: torch.distributed.all_reduce(global_loss); global_loss /= W  # every process sees the same value
-        loss_value = global_loss.item()
-        if not math.isfinite(loss_value):
-            kept = (f"the last good checkpoint (after epoch {epoch}) is kept" if epoch else "no checkpoint was written")
-            raise NonFiniteLossError(
-                f"the loss became {loss_value} at epoch {epoch + 1}, batch {i + 1}; the run stopped and {kept}. Lower the "
-                f"learning rate (--lr), check the data for NaN/inf pixels, or train without mixed precision (--amp none), "
-                + ("then continue with --resume." if epoch else "then start again (into another --out folder, or this one after deleting it)."))
+        batch = dict(epoch=state.epoch, batch=i + 1, step=state.step, loss=global_loss.item())
+        for hook in hooks: hook.after_loss(state, batch)
         probe_opt.step(); probe_opt.zero_grad(set_to_none=True)
         if stepping:
             scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); sched.step()
-            step += 1
-        tot_loss += loss_value; n_seen += n * W
+            state.step += 1
+        tot_loss += batch['loss']; n_seen += n * W
         tot_correct += (logits.argmax(1) == y).sum().item()
-        ips = n_seen / (time.perf_counter() - t0)
-        lr = opt.param_groups[0]['lr']
-        bar.set_postfix(loss=f'{loss_value:.3f}', lr=f'{lr:.3g}', img_s=f'{ips:.0f}')
-        if metrics_path is not None and is_main() and cfg.log_every and (i + 1) % cfg.log_every == 0:
-            append_jsonl(metrics_path, dict(kind='step', epoch=epoch, batch=i + 1, step=step, loss=loss_value, lr=lr,
-                                            images_per_s=ips))
+        batch.update(step=state.step, lr=opt.param_groups[0]['lr'], images_per_s=n_seen / (time.perf_counter() - t0))
+        bar.set_postfix(loss=f"{batch['loss']:.3f}", lr=f"{batch['lr']:.3g}", img_s=f"{batch['images_per_s']:.0f}")
+        for hook in hooks: hook.after_batch(state, batch)
     elapsed = time.perf_counter() - t0
     return dict(loss=tot_loss / n_batches, probe_acc=tot_correct / (n_seen / W), time_s=elapsed,
-                images_per_s=n_seen / elapsed), step
+                images_per_s=n_seen / elapsed)
 
 # %% ../nbs/07_train.ipynb #13702dbd
 def _data_options(cfg: PretrainConfig) -> dict:
@@ -384,15 +488,16 @@ def _knn_splits(cfg: PretrainConfig):
     test_split = next(s for s in ('test', 'val') if s in DATASETS[cfg.dataset].splits)
     return get_dataset(cfg.dataset, split='train', **kw), get_dataset(cfg.dataset, split=test_split, **kw)
 
-def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None) -> dict:
+def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None, hooks=None) -> dict:
     """Run (or with `cfg.resume`, continue) SimCLR pretraining into `cfg.out`; returns a summary.
     `train_data` overrides the dataset named in `cfg` (it must yield `((v1, v2), label)`), `knn_data` the kNN splits.
+    `hooks`: a list of `Hook`s run after `default_hooks`, or a function that takes the default list and returns the hooks.
     Under torchrun every process runs this; rank 0 alone writes the run folder."""
     cfg = resolve_recipe(cfg).validate()  # a copy: the caller's config keeps its None fields
     out = Path(cfg.out)
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
     with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
-        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data)
+        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
 
 def _writable(folder, flag: str) -> None:
     "Create `folder` if missing and check that files can be written into it, before any work starts."
@@ -408,7 +513,7 @@ def run_folder_lock(out):
     return folder_lock(Path(out) / '.lock', what=f'the run folder {out}',
                        hint='wait for that run to finish, or choose another --out folder')
 
-def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
+def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
     "Checks of the run folder and the device, then the run (under the folder's lock)."
     if cfg.augment == 'segaug' and train_data is None: _writable(cfg.mask_cache, '--mask-cache')
     if ckpt_path.exists() and not cfg.resume:
@@ -423,11 +528,11 @@ def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
     if device.type == 'cuda' and torchrun_env()['WORLD_SIZE'] > 1: device = torch.device('cuda', torchrun_env()['LOCAL_RANK'])
     joined = init_distributed(device.type)
     try:
-        return _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data)
+        return _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
     finally:
         if joined: torch.distributed.destroy_process_group()
 
-def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
+def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
     W, main = world_size(), is_main()
     seed_everything(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
     if train_data is not None: ds = train_data
@@ -451,19 +556,13 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
     sched = warmup_cosine_scheduler(opt, steps_per_epoch * cfg.epochs, round(steps_per_epoch * cfg.warmup_epochs))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == 'fp16')
     probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    start_epoch, step = 0, 0
-    if saved is not None:
-        model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer'])
-        sched.load_state_dict(saved['scheduler']); scaler.load_state_dict(saved['scaler'])
-        probe.load_state_dict(saved['probe']); probe_opt.load_state_dict(saved['probe_optimizer'])
-        set_rng_state(saved['rng'])
-        start_epoch, step = saved['epoch'], saved['step']
     # the run's settings as first recorded: a resume never rewrites them (it may only change RESUME_MAY_CHANGE)
-    run_config = saved['config'] if saved is not None else asdict(cfg)
-    epochs_done = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
+    state = TrainState(model, opt, sched, scaler, probe, probe_opt, config=asdict(cfg))
+    if saved is not None: state.restore(saved)
+    state.history = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
     if main and (saved is None or not (out / CONFIG).exists()):
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CONFIG, json.dumps(run_config | dict(world_size=W) | recipe_record(cfg), indent=2))
+        atomic_write_text(out / CONFIG, json.dumps(state.config | dict(world_size=W) | recipe_record(cfg), indent=2))
     ddp = pddp = None
     if W > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -476,28 +575,21 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
         raise ValueError(f"--knn-k {cfg.knn_k} must be between 1 and the kNN bank size ({len(knn_data[0])} images, "
                          "--knn-images); lower --knn-k")
 
-    end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start_epoch + cfg.stop_after)
+    defaults = default_hooks(cfg, out, ds, loader, knn_data, n_classes, device)
+    hooks = defaults if hooks is None else list(hooks(defaults)) if callable(hooks) else defaults + list(hooks)
+
+    end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
     history = []
-    for epoch in range(start_epoch, end_epoch):
+    for epoch in range(state.epoch, end_epoch):
         gen.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # DataLoader workers' seeds
         torch.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # augmentations in this process
         loader.sampler.set_epoch(epoch)
-        stats, step = train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg, device, epoch, step,
-                                      metrics_path, fwd, ddp, pddp)
-        if hasattr(ds, 'fallback'):  # SegAug: share of this epoch's images (all processes) that took the standard pipeline
-            stats['fallback_share'] = ds.fallback[loader.sampler.seen(len(loader), loader.batch_size)].float().mean().item()
-        if main and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
-            stats['knn_acc'] = knn_accuracy(model.encoder, *knn_data, n_classes, cfg.knn_k, cfg.knn_temperature, device)
-        record = dict(kind='epoch', epoch=epoch, step=step, lr=opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
-        if main:
-            epochs_done.append(record)  # the checkpoint carries the epoch records it covers
-            save_checkpoint(ckpt_path, model, opt, sched, scaler, probe, probe_opt, epoch + 1, step, run_config, epochs_done)
-            append_jsonl(metrics_path, record)
+        stats = train_one_epoch(state, loader, cfg, device, fwd, ddp, pddp, hooks)
+        state.epoch = epoch + 1
+        for hook in hooks: hook.epoch_stats(state, stats)
+        record = dict(kind='epoch', epoch=epoch, step=state.step, lr=opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
+        state.history.append(record)  # the checkpoint carries the epoch records it covers
+        for hook in hooks: hook.after_epoch(state, record)
         history.append(record)
-        if cfg.progress and main:
-            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {stats['loss']:.4f}  probe {stats['probe_acc']:.3f}"
-                  + (f"  knn {stats['knn_acc']:.3f}" if 'knn_acc' in stats else '')
-                  + (f"  fallback {stats['fallback_share']:.1%}" if 'fallback_share' in stats else '')
-                  + f"  {stats['images_per_s']:.0f} img/s", file=sys.stderr)
         barrier()  # nobody runs ahead of the checkpoint
-    return dict(out=str(out), checkpoint=str(ckpt_path), epochs_done=end_epoch, step=step, history=history, model=model)
+    return dict(out=str(out), checkpoint=str(ckpt_path), epochs_done=end_epoch, step=state.step, history=history, model=model)
