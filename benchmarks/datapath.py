@@ -27,7 +27,7 @@ from segaug_simclr.data import synthetic_shapes
 from segaug_simclr.models import simclr_model
 from segaug_simclr.optim import make_optimizer, warmup_cosine_scheduler
 from segaug_simclr.segment import SegAugDataset
-from segaug_simclr.train import PretrainConfig, device_loader, pretrain_loader, train_one_epoch
+from segaug_simclr.train import PretrainConfig, TrainState, device_loader, pretrain_loader, train_one_epoch
 
 PEAK_BF16_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0, 'L40S': 362.0}  # dense bf16 tensor-core peaks
 CIFAR10_IMAGES = 50_000
@@ -145,7 +145,7 @@ def end_to_end(args, device):
             opt = make_optimizer('lars', model, 1.0)
             sched = warmup_cosine_scheduler(opt, 1000, 0)
             scaler = torch.amp.GradScaler(device.type, enabled=False)
-            popt = torch.optim.Adam(probe.parameters())
+            state = TrainState(model, opt, sched, scaler, probe, torch.optim.Adam(probe.parameters()))
             gen = torch.Generator().manual_seed(0)
             make = device_loader if path == 'batched' else pretrain_loader
             loader = make(ds, cfg, gen, device)
@@ -153,7 +153,8 @@ def end_to_end(args, device):
             for epoch in range(1 + args.e2e_epochs):  # the first epoch warms up (allocator, kernels, workers)
                 loader.sampler.set_epoch(epoch)
                 timed = TimedLoader(loader, device)
-                s, _ = train_one_epoch(model, timed, opt, sched, scaler, probe, popt, cfg, device, epoch, 0)
+                state.epoch = epoch
+                s = train_one_epoch(state, timed, cfg, device)
                 sync(device)
                 if epoch: stats.append(s); times.append(timed.wait_s / s['time_s'])
             ips = statistics.median(s['images_per_s'] for s in stats)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from segaug_simclr.core import get_device
 from segaug_simclr.models import simclr_model
 from segaug_simclr.optim import make_optimizer, warmup_cosine_scheduler
-from segaug_simclr.train import PretrainConfig, train_one_epoch
+from segaug_simclr.train import PretrainConfig, TrainState, train_one_epoch
 
 
 class FixedViews(Dataset):
@@ -42,9 +42,10 @@ def measure(width, channels_last, amp, batch, batches, device):
     popt = torch.optim.Adam(probe.parameters())
     loader = DataLoader(FixedViews(batch * (batches + 1)), batch_size=batch, drop_last=True)
     warm = DataLoader(FixedViews(batch), batch_size=batch)
-    train_one_epoch(model, warm, opt, sched, scaler, probe, popt, cfg, device, 0, 0)  # warm-up batch
+    state = TrainState(model, opt, sched, scaler, probe, popt)
+    train_one_epoch(state, warm, cfg, device)  # warm-up batch
     if device.type == 'cuda': torch.cuda.synchronize()
-    stats, _ = train_one_epoch(model, loader, opt, sched, scaler, probe, popt, cfg, device, 0, 0)
+    stats = train_one_epoch(state, loader, cfg, device)
     return stats['images_per_s']
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 # %% auto #0
 __all__ = ['IMG_EXTENSIONS', 'SHAPES', 'TEXTURES', 'DATASETS', 'to_rgb', 'load_rgb', 'ImageTensorDataset', 'FileImageDataset',
            'label_fraction', 'per_class_split', 'synthetic_shapes', 'scan_image_folder', 'DatasetInfo',
-           'register_dataset', 'get_dataset', 'num_classes']
+           'register_dataset', 'get_dataset', 'num_classes', 'epoch_generator', 'epoch_order']
 
 # %% ../nbs/01_data.ipynb #26f86275
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
@@ -427,3 +427,12 @@ def num_classes(ds) -> int:
     "Number of classes of `ds` (from its `classes`)."
     if hasattr(ds, 'classes'): return len(ds.classes)
     raise ValueError("the dataset has no `classes` attribute; give it one (a list of class names)")
+
+# %% ../nbs/01_data.ipynb #b356a3c3
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    "The generator that fixes epoch `epoch`'s data order and worker seeds."
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    "The sample order of `epoch`: a permutation of `n` fixed by (`seed`, `epoch`)."
+    return torch.randperm(n, generator=epoch_generator(seed, epoch))

@@ -17,10 +17,11 @@ from torchvision.transforms import v2
 from . import __version__
 from .augment import center_crop_eval, crop_flip, resize_eval, to_float_image, transfer_transform
 from .core import atomic_save, atomic_write_text, get_device
-from .data import get_dataset, label_fraction, num_classes, per_class_split
+from .checkpoint import load_checkpoint, recipe_record
+from .data import epoch_order, get_dataset, label_fraction, num_classes, per_class_split
 from .models import resnet, simclr_model
+from .features import extract_features, knn_accuracy
 from .optim import warmup_cosine
-from .train import epoch_order, extract_features, knn_accuracy, load_checkpoint, recipe_record
 
 # %% auto #0
 __all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder',

@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
-import contextlib, json, math, os, pickle, re, sys, tempfile, time, warnings
-from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
+import contextlib, json, math, os, sys, tempfile, time, warnings
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -15,25 +15,27 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__
-from .core import (append_jsonl, atomic_save, atomic_write_text, folder_lock, get_device, read_jsonl,
-                                rng_state, seed_everything, set_rng_state)
+from .core import (append_jsonl, atomic_write_text, folder_lock, get_device, read_jsonl, seed_everything,
+                                set_rng_state)
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
-from .data import DATASETS, get_dataset, num_classes
+from .data import DATASETS, epoch_generator, epoch_order, get_dataset, num_classes
 from .augment import SegAugViews, TwoViews, colour_distortion, make_augment, thesis_policy, to_float_image
 from .segment import (DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, SegAugDataset, build_mask_cache, fallback_share,
                                    get_segmenter, parse_degrade)
 from .losses import nt_xent
 from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
+from .features import knn_accuracy
+from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, load_checkpoint, recipe_names,
+                                      recipe_record, recipe_settings, save_checkpoint)
 
 # %% auto #0
-__all__ = ['AUGMENT_DEVICES', 'RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'RESUME_MAY_CHANGE',
-           'PretrainConfig', 'recipe_names', 'recipe_settings', 'default_recipe', 'resolve_recipe', 'recipe_record',
-           'flag_checks', 'NonFiniteLossError', 'autocast', 'epoch_generator', 'epoch_order', 'EpochSampler',
-           'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader', 'extract_features',
-           'knn_predict', 'knn_accuracy', 'save_checkpoint', 'load_checkpoint', 'resume_differences', 'check_resumable',
-           'repair_history', 'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
+__all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks', 'NonFiniteLossError',
+           'autocast', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader',
+           'resume_differences', 'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteGuard',
+           'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine', 'default_hooks',
+           'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
 
 # %% ../nbs/07_train.ipynb #a5c20352
 AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')
@@ -119,41 +121,11 @@ class PretrainConfig:
         return self
 
 # %% ../nbs/07_train.ipynb #e8bf8389
-RECIPES = {
-    'paper-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
-    'paper-cifar': dict(augment='cifar', color_strength=0.5, crop_min=0.08, lr=1.0, lr_scaling='linear'),
-    'thesis-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
-    'thesis-cifar': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='linear'),
-    'thesis-cifar-literal': dict(augment='cifar', color_strength=1.0, crop_min=0.08, lr=1.0, lr_scaling='none'),
-}
-RECIPE_FIELDS = ('augment', 'color_strength', 'crop_min', 'lr', 'lr_scaling')
-
-def recipe_names() -> tuple[str, ...]:
-    "The names of the recipes."
-    return tuple(RECIPES)
-
-def recipe_settings(name: str) -> dict:
-    "The `PretrainConfig` fields recipe `name` sets, and their values."
-    if name not in RECIPES: raise ValueError(f"recipe {name!r} is unknown; choose one of {', '.join(RECIPES)} (or 'auto')")
-    return dict(RECIPES[name])
-
-def default_recipe(dataset: str, image_size: int) -> str:
-    "The paper's recipe for `dataset` at `image_size`: 'paper-cifar' for CIFAR and small images, else 'paper-imagenet'."
-    return 'paper-cifar' if dataset in ('cifar10', 'cifar100') or image_size < 96 else 'paper-imagenet'
-
 def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
     "A copy of `cfg` with its recipe named ('auto' resolved) and every recipe field left at None filled from it."
     name = default_recipe(cfg.dataset, cfg.image_size) if cfg.recipe == 'auto' else cfg.recipe
     unset = {k: v for k, v in recipe_settings(name).items() if getattr(cfg, k) is None}
     return replace(cfg, recipe=name, **unset)
-
-def recipe_record(cfg) -> dict:
-    "What the recipe of `cfg` (a resolved config or its dict) set, and which of its fields were given otherwise."
-    c = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
-    if c.get('recipe') in (None, 'auto'): return dict(recipe=c.get('recipe'), recipe_set=None, recipe_overrides=None)
-    rs = recipe_settings(c['recipe'])
-    return dict(recipe=c['recipe'], recipe_set={k: v for k, v in rs.items() if c.get(k) == v},
-                recipe_overrides={k: c.get(k) for k, v in rs.items() if c.get(k) != v})
 
 # %% ../nbs/07_train.ipynb #4616f977
 def _device_problem(name: str) -> str | None:
@@ -204,14 +176,6 @@ def autocast(device: torch.device, amp: str):
     if amp == 'fp16' and device.type != 'cuda':
         raise ValueError("fp16 autocast needs a CUDA GPU; use --amp bf16 on the CPU (or --amp none)")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == 'bf16' else torch.float16)
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    "The generator that fixes epoch `epoch`'s data order and worker seeds."
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    "The sample order of `epoch`: a permutation of `n` fixed by (`seed`, `epoch`)."
-    return torch.randperm(n, generator=epoch_generator(seed, epoch))
 
 class EpochSampler(torch.utils.data.Sampler):
     """One permutation of `n` items per epoch, fixed by (`seed`, epoch) and the same on every process; process `rank`
@@ -281,80 +245,7 @@ def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: t
                         workers=cfg.workers, side=load_size(cfg.image_size))
 
 
-# %% ../nbs/07_train.ipynb #e5b05bbb
-@torch.no_grad()
-def extract_features(encoder: nn.Module, ds, batch_size: int = 256, device='cpu', workers: int = 0,
-                     channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    "Features h and labels of every item of `ds` (its transform must give float tensors), with `encoder` in eval mode."
-    was_training = encoder.training
-    encoder.eval()
-    feats, labels = [], []
-    try:
-        for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers):
-            x = x.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-            feats.append(encoder(x).float().cpu()); labels.append(torch.as_tensor(y))
-    finally:
-        encoder.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
-
-def knn_predict(queries: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, n_classes: int,
-                k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
-    "Weighted kNN class predictions for `queries` from a labelled feature `bank`."
-    if not 1 <= k <= len(bank): raise ValueError(f"k must be between 1 and the bank size ({len(bank)}), got {k}")
-    bank = F.normalize(bank.float(), dim=1)
-    preds = []
-    for q in F.normalize(queries.float(), dim=1).split(chunk):
-        sim, idx = (q @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(len(q), n_classes).scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
-        preds.append(votes.argmax(1))
-    return torch.cat(preds)
-
-def knn_accuracy(encoder: nn.Module, bank_ds, query_ds, n_classes: int, k: int = 200, temperature: float = 0.1,
-                 device='cpu', batch_size: int = 256) -> float:
-    "Top-1 accuracy of the weighted kNN classifier on `query_ds`, with `bank_ds` as the labelled memory."
-    bank, bank_y = extract_features(encoder, bank_ds, batch_size, device)
-    q, q_y = extract_features(encoder, query_ds, batch_size, device)
-    return (knn_predict(q, bank, bank_y, n_classes, k, temperature) == q_y).float().mean().item()
-
 # %% ../nbs/07_train.ipynb #5ee5f46b
-CHECKPOINT, METRICS, CONFIG = 'checkpoint.pt', 'metrics.jsonl', 'config.json'
-_ARCH_KEYS = ('depth', 'width', 'cifar_stem', 'proj_hidden', 'proj_dim', 'optimizer')
-
-def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: int, step: int, cfg: PretrainConfig | dict,
-                    history: list[dict] | None = None) -> Path:
-    """Everything needed to continue the run after `epoch` epochs, written atomically to `path`: tensors and plain
-    types only (`load_checkpoint` reads it with `weights_only=True`). `history`: the epoch records it covers."""
-    return atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            scaler=scaler.state_dict(), probe=probe.state_dict(), probe_optimizer=probe_opt.state_dict(),
-                            rng=rng_state(), epoch=epoch, step=step, config=cfg if isinstance(cfg, dict) else asdict(cfg),
-                            history=list(history or []), version=__version__), path)
-
-_CKPT_KEYS = ('model', 'config', 'epoch')
-
-def load_checkpoint(path, map_location='cpu') -> dict:
-    """A checkpoint written by `save_checkpoint`, read with `torch.load(weights_only=True)`: a file that holds other
-    Python objects (which could run code while loading) is refused unread; a damaged or foreign file gets an error
-    that names it and says what was expected."""
-    path = Path(path)
-    want = f"a checkpoint.pt written by segaug_simclr pretraining (a dict with {', '.join(_CKPT_KEYS)}, ...)"
-    if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}; expected {want}")
-    if path.stat().st_size == 0: raise ValueError(f"the checkpoint {path} is empty (0 bytes); expected {want}")
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if 'weights only' not in str(e).lower(): raise ValueError(f"{path} is not a PyTorch checkpoint ({str(e).splitlines()[0]}); expected {want}") from None
-        what = re.search(r'GLOBAL (\S+)', str(e))
-        raise ValueError(f"refused to load {path}: it holds Python objects other than tensors and plain types"
-                         + (f" ({what.group(1)})" if what else '') + f", and loading them could run code; expected {want}. "
-                         "(checkpoints of earlier segaug_simclr versions held NumPy arrays and are refused the same way)") from None
-    except Exception as e:  # torch raises RuntimeError/EOFError/... for truncated or foreign files
-        raise ValueError(f"cannot read the checkpoint {path}: it is truncated, corrupt or not a PyTorch file "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); expected {want}") from None
-    if not isinstance(ck, dict) or not set(_CKPT_KEYS) <= set(ck):
-        got = sorted(map(str, ck))[:6] if isinstance(ck, dict) else type(ck).__name__
-        raise ValueError(f"{path} is not a segaug_simclr pretraining checkpoint (it holds {got}); expected {want}. "
-                         "A torchvision state dict loads with load_encoder('torchvision:<path>')")
-    return ck
-
 # Settings that do not change what a run computes: a resume may change them. Every other field must match.
 RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'workers', 'progress', 'log_every', 'device', 'nproc',
                      'data_root', 'download', 'mask_cache', 'rebuild_masks', 'knn_every', 'knn_k', 'knn_temperature',
@@ -409,18 +300,129 @@ def repair_history(out, saved: dict | None) -> list[dict]:
         atomic_write_text(out / METRICS, ''.join(json.dumps(r) + '\n' for r in kept))
     return [by_epoch[e] for e in range(done) if e in by_epoch]
 
+# %% ../nbs/07_train.ipynb #be30c7a1
+@dataclass(eq=False)
+class TrainState:
+    """Everything a run owns that its checkpoint restores: the model, its optimiser, schedule and gradient scaler, the
+    online probe and its optimiser, the epochs and optimiser steps done, the epoch records and the run's settings."""
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    probe: nn.Module
+    probe_opt: torch.optim.Optimizer
+    config: dict = field(default_factory=dict)         # the run's settings as first recorded (a resume keeps them)
+    epoch: int = 0                                      # epochs done
+    step: int = 0                                       # optimiser steps done
+    history: list[dict] = field(default_factory=list)  # the records of the epochs done
+
+    def save(self, path) -> Path:
+        "Write the state to `path` as `save_checkpoint` does (atomically; the random-number state included)."
+        return save_checkpoint(path, self.model, self.opt, self.sched, self.scaler, self.probe, self.probe_opt,
+                               self.epoch, self.step, self.config, self.history)
+
+    def restore(self, saved: dict) -> 'TrainState':
+        "Load a checkpoint (the dict `load_checkpoint` returns) into this state and the random-number generators."
+        self.model.load_state_dict(saved['model']); self.opt.load_state_dict(saved['optimizer'])
+        self.sched.load_state_dict(saved['scheduler']); self.scaler.load_state_dict(saved['scaler'])
+        self.probe.load_state_dict(saved['probe']); self.probe_opt.load_state_dict(saved['probe_optimizer'])
+        set_rng_state(saved['rng'])
+        self.epoch, self.step, self.config = saved['epoch'], saved['step'], saved['config']
+        self.history = list(saved.get('history') or [])
+        return self
+
+# %% ../nbs/07_train.ipynb #92cde771
+class Hook:
+    """Work the loop does at fixed points of every batch and epoch; subclass it and override what you need. Each
+    method gets the `TrainState`. Hooks run in list order on every process: write files on `is_main()` only."""
+    def after_loss(self, state: TrainState, batch: dict):
+        "This batch's loss is known (`batch['loss']`, the same on every process); nothing has stepped yet."
+    def after_batch(self, state: TrainState, batch: dict):
+        "The optimisers have stepped: `batch` holds epoch, batch (1-based), step, loss, lr and images_per_s."
+    def epoch_stats(self, state: TrainState, stats: dict):
+        "The epoch is trained (`state.epoch` counts it): add measurements to `stats`, which the epoch record holds."
+    def after_epoch(self, state: TrainState, record: dict):
+        "The epoch's record is final and is the last of `state.history`: save, write, print."
+
+# %% ../nbs/07_train.ipynb #efbb8780
+class NonFiniteGuard(Hook):
+    "Stop the run with `NonFiniteLossError` when the loss is NaN or infinite, before that batch steps: the last checkpoint stays good."
+    def after_loss(self, state, batch):
+        loss, epoch = batch['loss'], batch['epoch']
+        if math.isfinite(loss): return
+        kept = (f"the last good checkpoint (after epoch {epoch}) is kept" if epoch else "no checkpoint was written")
+        raise NonFiniteLossError(
+            f"the loss became {loss} at epoch {epoch + 1}, batch {batch['batch']}; the run stopped and {kept}. Lower the "
+            f"learning rate (--lr), check the data for NaN/inf pixels, or train without mixed precision (--amp none), "
+            + ("then continue with --resume." if epoch else "then start again (into another --out folder, or this one after deleting it)."))
+
+# %% ../nbs/07_train.ipynb #7143d83c
+class FallbackShare(Hook):
+    "SegAug: the share of this epoch's images (all processes) that took the standard pipeline, as `fallback_share`."
+    def __init__(self, fallback: torch.Tensor, loader): self.fallback, self.loader = fallback, loader
+    def epoch_stats(self, state, stats):
+        seen = self.loader.sampler.seen(len(self.loader), self.loader.batch_size)
+        stats['fallback_share'] = self.fallback[seen].float().mean().item()
+
+class KnnMonitor(Hook):
+    "Every `every` epochs, the weighted kNN accuracy of the encoder on `query_ds` with `bank_ds` as memory, as `knn_acc`."
+    def __init__(self, bank_ds, query_ds, n_classes: int, every: int = 1, k: int = 200, temperature: float = 0.1, device='cpu'):
+        self.bank_ds, self.query_ds, self.n_classes, self.every = bank_ds, query_ds, n_classes, every
+        self.k, self.temperature, self.device = k, temperature, device
+    def epoch_stats(self, state, stats):
+        if state.epoch % self.every == 0:
+            stats['knn_acc'] = knn_accuracy(state.model.encoder, self.bank_ds, self.query_ds, self.n_classes, self.k,
+                                            self.temperature, self.device)
+
+# %% ../nbs/07_train.ipynb #a538e63e
+class Checkpointing(Hook):
+    "Save the state to `path` after every epoch (atomically: a kill leaves the previous checkpoint whole)."
+    def __init__(self, path): self.path = Path(path)
+    def after_epoch(self, state, record): state.save(self.path)
+
+class MetricsLog(Hook):
+    "Append a step record every `log_every` batches (0: never) and every epoch record to the JSON-lines file `path`."
+    def __init__(self, path, log_every: int = 10): self.path, self.log_every = Path(path), log_every
+    def after_batch(self, state, batch):
+        if self.log_every and batch['batch'] % self.log_every == 0: append_jsonl(self.path, dict(kind='step', **batch))
+    def after_epoch(self, state, record): append_jsonl(self.path, record)
+
+class ProgressLine(Hook):
+    "One line per epoch on stderr: loss, probe accuracy, kNN accuracy and SegAug fallback share when measured, speed."
+    def __init__(self, epochs: int): self.epochs = epochs
+    def after_epoch(self, state, record):
+        print(f"epoch {record['epoch'] + 1}/{self.epochs}  loss {record['loss']:.4f}  probe {record['probe_acc']:.3f}"
+              + (f"  knn {record['knn_acc']:.3f}" if 'knn_acc' in record else '')
+              + (f"  fallback {record['fallback_share']:.1%}" if 'fallback_share' in record else '')
+              + f"  {record['images_per_s']:.0f} img/s", file=sys.stderr)
+
+# %% ../nbs/07_train.ipynb #8c73de61
+def default_hooks(cfg: PretrainConfig, out, ds, loader, knn_data=None, n_classes: int = 0, device='cpu') -> list[Hook]:
+    """The hooks of every run, in order: the non-finite guard, SegAug's fallback share, and on the main process the kNN
+    monitor (`cfg.knn_every`), the checkpoint, metrics.jsonl and the progress line (`cfg.progress`)."""
+    main, out = is_main(), Path(out)
+    hooks = [NonFiniteGuard()]
+    if hasattr(ds, 'fallback'): hooks.append(FallbackShare(ds.fallback, loader))
+    if main and cfg.knn_every:
+        hooks.append(KnnMonitor(*knn_data, n_classes, cfg.knn_every, cfg.knn_k, cfg.knn_temperature, device))
+    if main: hooks += [Checkpointing(out / CHECKPOINT), MetricsLog(out / METRICS, cfg.log_every)]
+    if main and cfg.progress: hooks.append(ProgressLine(cfg.epochs))
+    return hooks
+
 # %% ../nbs/07_train.ipynb #61fc7596
-def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: PretrainConfig, device: torch.device,
-                    epoch: int, step: int, metrics_path=None, forward=None, ddp=None, probe_forward=None) -> tuple[dict, int]:
-    """One pass over `loader`; returns the epoch's statistics and the new optimiser step count. `forward` runs the
-    model (compiled and/or DDP-wrapped), `ddp` is the DDP wrapper (gradients synchronised on optimiser steps only)."""
+def train_one_epoch(state: TrainState, loader, cfg: PretrainConfig, device: torch.device, forward=None, ddp=None,
+                    probe_forward=None, hooks=()) -> dict:
+    """One pass over `loader` that trains `state` (`state.step` counts the optimiser steps); returns the epoch's
+    statistics. `forward` runs the model (compiled and/or DDP-wrapped), `ddp` is the DDP wrapper (gradients synchronised
+    on optimiser steps only); every hook's `after_loss` and `after_batch` run at each batch."""
+    model, probe, opt, probe_opt, scaler, sched = state.model, state.probe, state.opt, state.probe_opt, state.scaler, state.sched
     model.train(); probe.train()
     fwd = forward if forward is not None else model  # (a compiled module must not be truth-tested: it has no len())
     pfwd, W = probe_forward if probe_forward is not None else probe, world_size()
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     n_batches, tot_loss, tot_correct, n_seen = len(loader), 0.0, 0, 0
     t0 = time.perf_counter()
-    bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=not (cfg.progress and is_main()), leave=False)
+    bar = tqdm(loader, desc=f'epoch {state.epoch + 1}/{cfg.epochs}', disable=not (cfg.progress and is_main()), leave=False)
     for i, ((v1, v2), y) in enumerate(bar):
         n = v1.shape[0]
         x = torch.cat([v1, v2]).to(device, non_blocking=True, memory_format=mf)
@@ -437,28 +439,20 @@ def train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg: Pr
         probe_loss.backward()
         global_loss = loss.detach().clone()
         if W > 1: torch.distributed.all_reduce(global_loss); global_loss /= W  # every process sees the same value
-        loss_value = global_loss.item()
-        if not math.isfinite(loss_value):
-            kept = (f"the last good checkpoint (after epoch {epoch}) is kept" if epoch else "no checkpoint was written")
-            raise NonFiniteLossError(
-                f"the loss became {loss_value} at epoch {epoch + 1}, batch {i + 1}; the run stopped and {kept}. Lower the "
-                f"learning rate (--lr), check the data for NaN/inf pixels, or train without mixed precision (--amp none), "
-                + ("then continue with --resume." if epoch else "then start again (into another --out folder, or this one after deleting it)."))
+        batch = dict(epoch=state.epoch, batch=i + 1, step=state.step, loss=global_loss.item())
+        for hook in hooks: hook.after_loss(state, batch)
         probe_opt.step(); probe_opt.zero_grad(set_to_none=True)
         if stepping:
             scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); sched.step()
-            step += 1
-        tot_loss += loss_value; n_seen += n * W
+            state.step += 1
+        tot_loss += batch['loss']; n_seen += n * W
         tot_correct += (logits.argmax(1) == y).sum().item()
-        ips = n_seen / (time.perf_counter() - t0)
-        lr = opt.param_groups[0]['lr']
-        bar.set_postfix(loss=f'{loss_value:.3f}', lr=f'{lr:.3g}', img_s=f'{ips:.0f}')
-        if metrics_path is not None and is_main() and cfg.log_every and (i + 1) % cfg.log_every == 0:
-            append_jsonl(metrics_path, dict(kind='step', epoch=epoch, batch=i + 1, step=step, loss=loss_value, lr=lr,
-                                            images_per_s=ips))
+        batch.update(step=state.step, lr=opt.param_groups[0]['lr'], images_per_s=n_seen / (time.perf_counter() - t0))
+        bar.set_postfix(loss=f"{batch['loss']:.3f}", lr=f"{batch['lr']:.3g}", img_s=f"{batch['images_per_s']:.0f}")
+        for hook in hooks: hook.after_batch(state, batch)
     elapsed = time.perf_counter() - t0
     return dict(loss=tot_loss / n_batches, probe_acc=tot_correct / (n_seen / W), time_s=elapsed,
-                images_per_s=n_seen / elapsed), step
+                images_per_s=n_seen / elapsed)
 
 # %% ../nbs/07_train.ipynb #13702dbd
 def _data_options(cfg: PretrainConfig) -> dict:
@@ -494,15 +488,16 @@ def _knn_splits(cfg: PretrainConfig):
     test_split = next(s for s in ('test', 'val') if s in DATASETS[cfg.dataset].splits)
     return get_dataset(cfg.dataset, split='train', **kw), get_dataset(cfg.dataset, split=test_split, **kw)
 
-def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None) -> dict:
+def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None, hooks=None) -> dict:
     """Run (or with `cfg.resume`, continue) SimCLR pretraining into `cfg.out`; returns a summary.
     `train_data` overrides the dataset named in `cfg` (it must yield `((v1, v2), label)`), `knn_data` the kNN splits.
+    `hooks`: a list of `Hook`s run after `default_hooks`, or a function that takes the default list and returns the hooks.
     Under torchrun every process runs this; rank 0 alone writes the run folder."""
     cfg = resolve_recipe(cfg).validate()  # a copy: the caller's config keeps its None fields
     out = Path(cfg.out)
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
     with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
-        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data)
+        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
 
 def _writable(folder, flag: str) -> None:
     "Create `folder` if missing and check that files can be written into it, before any work starts."
@@ -518,7 +513,7 @@ def run_folder_lock(out):
     return folder_lock(Path(out) / '.lock', what=f'the run folder {out}',
                        hint='wait for that run to finish, or choose another --out folder')
 
-def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
+def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
     "Checks of the run folder and the device, then the run (under the folder's lock)."
     if cfg.augment == 'segaug' and train_data is None: _writable(cfg.mask_cache, '--mask-cache')
     if ckpt_path.exists() and not cfg.resume:
@@ -533,11 +528,11 @@ def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
     if device.type == 'cuda' and torchrun_env()['WORLD_SIZE'] > 1: device = torch.device('cuda', torchrun_env()['LOCAL_RANK'])
     joined = init_distributed(device.type)
     try:
-        return _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data)
+        return _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
     finally:
         if joined: torch.distributed.destroy_process_group()
 
-def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data) -> dict:
+def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
     W, main = world_size(), is_main()
     seed_everything(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
     if train_data is not None: ds = train_data
@@ -561,19 +556,13 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
     sched = warmup_cosine_scheduler(opt, steps_per_epoch * cfg.epochs, round(steps_per_epoch * cfg.warmup_epochs))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == 'fp16')
     probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    start_epoch, step = 0, 0
-    if saved is not None:
-        model.load_state_dict(saved['model']); opt.load_state_dict(saved['optimizer'])
-        sched.load_state_dict(saved['scheduler']); scaler.load_state_dict(saved['scaler'])
-        probe.load_state_dict(saved['probe']); probe_opt.load_state_dict(saved['probe_optimizer'])
-        set_rng_state(saved['rng'])
-        start_epoch, step = saved['epoch'], saved['step']
     # the run's settings as first recorded: a resume never rewrites them (it may only change RESUME_MAY_CHANGE)
-    run_config = saved['config'] if saved is not None else asdict(cfg)
-    epochs_done = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
+    state = TrainState(model, opt, sched, scaler, probe, probe_opt, config=asdict(cfg))
+    if saved is not None: state.restore(saved)
+    state.history = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
     if main and (saved is None or not (out / CONFIG).exists()):
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CONFIG, json.dumps(run_config | dict(world_size=W) | recipe_record(cfg), indent=2))
+        atomic_write_text(out / CONFIG, json.dumps(state.config | dict(world_size=W) | recipe_record(cfg), indent=2))
     ddp = pddp = None
     if W > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -586,28 +575,21 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
         raise ValueError(f"--knn-k {cfg.knn_k} must be between 1 and the kNN bank size ({len(knn_data[0])} images, "
                          "--knn-images); lower --knn-k")
 
-    end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start_epoch + cfg.stop_after)
+    defaults = default_hooks(cfg, out, ds, loader, knn_data, n_classes, device)
+    hooks = defaults if hooks is None else list(hooks(defaults)) if callable(hooks) else defaults + list(hooks)
+
+    end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
     history = []
-    for epoch in range(start_epoch, end_epoch):
+    for epoch in range(state.epoch, end_epoch):
         gen.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # DataLoader workers' seeds
         torch.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # augmentations in this process
         loader.sampler.set_epoch(epoch)
-        stats, step = train_one_epoch(model, loader, opt, sched, scaler, probe, probe_opt, cfg, device, epoch, step,
-                                      metrics_path, fwd, ddp, pddp)
-        if hasattr(ds, 'fallback'):  # SegAug: share of this epoch's images (all processes) that took the standard pipeline
-            stats['fallback_share'] = ds.fallback[loader.sampler.seen(len(loader), loader.batch_size)].float().mean().item()
-        if main and cfg.knn_every and (epoch + 1) % cfg.knn_every == 0:
-            stats['knn_acc'] = knn_accuracy(model.encoder, *knn_data, n_classes, cfg.knn_k, cfg.knn_temperature, device)
-        record = dict(kind='epoch', epoch=epoch, step=step, lr=opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
-        if main:
-            epochs_done.append(record)  # the checkpoint carries the epoch records it covers
-            save_checkpoint(ckpt_path, model, opt, sched, scaler, probe, probe_opt, epoch + 1, step, run_config, epochs_done)
-            append_jsonl(metrics_path, record)
+        stats = train_one_epoch(state, loader, cfg, device, fwd, ddp, pddp, hooks)
+        state.epoch = epoch + 1
+        for hook in hooks: hook.epoch_stats(state, stats)
+        record = dict(kind='epoch', epoch=epoch, step=state.step, lr=opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
+        state.history.append(record)  # the checkpoint carries the epoch records it covers
+        for hook in hooks: hook.after_epoch(state, record)
         history.append(record)
-        if cfg.progress and main:
-            print(f"epoch {epoch + 1}/{cfg.epochs}  loss {stats['loss']:.4f}  probe {stats['probe_acc']:.3f}"
-                  + (f"  knn {stats['knn_acc']:.3f}" if 'knn_acc' in stats else '')
-                  + (f"  fallback {stats['fallback_share']:.1%}" if 'fallback_share' in stats else '')
-                  + f"  {stats['images_per_s']:.0f} img/s", file=sys.stderr)
         barrier()  # nobody runs ahead of the checkpoint
-    return dict(out=str(out), checkpoint=str(ckpt_path), epochs_done=end_epoch, step=step, history=history, model=model)
+    return dict(out=str(out), checkpoint=str(ckpt_path), epochs_done=end_epoch, step=state.step, history=history, model=model)

@@ -2,8 +2,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from segaug_simclr.augment import TwoViews, cifar_augment, record_draws, simclr_augment, crop_flip
-from segaug_simclr.data import ImageTensorDataset
-from segaug_simclr.train import epoch_generator
+from segaug_simclr.data import ImageTensorDataset, epoch_generator
 
 N = 1500
 

@@ -11,7 +11,8 @@ from segaug_simclr.batch_augment import BatchSegAug, BatchViews, DeviceLoader
 from segaug_simclr.core import read_jsonl
 from segaug_simclr.data import synthetic_shapes
 from segaug_simclr.pretrain import parse_config
-from segaug_simclr.train import CHECKPOINT, METRICS, PretrainConfig, load_checkpoint, pretrain
+from segaug_simclr.checkpoint import CHECKPOINT, METRICS, load_checkpoint
+from segaug_simclr.train import PretrainConfig, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import torch
 from dist_equivalence import build_model, fixed_batch
 from segaug_simclr.losses import nt_xent
 from segaug_simclr.segment import MaskStore, fallback_share
-from segaug_simclr.train import CHECKPOINT, load_checkpoint
+from segaug_simclr.checkpoint import CHECKPOINT, load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 

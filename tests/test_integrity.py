@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from segaug_simclr.core import read_jsonl
-from segaug_simclr.train import resolve_recipe, CHECKPOINT, CONFIG, METRICS, RESUME_MAY_CHANGE, PretrainConfig, load_checkpoint, pretrain
+from segaug_simclr.checkpoint import CHECKPOINT, CONFIG, METRICS, load_checkpoint
+from segaug_simclr.train import resolve_recipe, RESUME_MAY_CHANGE, PretrainConfig, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ def test_finetune_learning_rate_follows_the_paper(small, monkeypatch, batch_size
 
 def test_recipes_pin_the_papers_and_the_thesis_numbers():
     from segaug_simclr.optim import scaled_lr
-    from segaug_simclr.train import default_recipe, recipe_names, recipe_settings
+    from segaug_simclr.checkpoint import default_recipe, recipe_names, recipe_settings
     assert set(recipe_names()) == {'paper-imagenet', 'paper-cifar', 'thesis-imagenet', 'thesis-cifar', 'thesis-cifar-literal'}
     s = {r: recipe_settings(r) for r in recipe_names()}
     # colour strength: SimCLR 1.0 on ImageNet, 0.5 on CIFAR-10 (B.9); the thesis 1.0 on both (5.2.1, "same as ImageNet")

@@ -8,7 +8,8 @@ import torch
 from segaug_simclr.augment import to_float_image
 from segaug_simclr.data import get_dataset
 from segaug_simclr.models import resnet
-from segaug_simclr.train import PretrainConfig, knn_accuracy, pretrain
+from segaug_simclr.features import knn_accuracy
+from segaug_simclr.train import PretrainConfig, pretrain
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'cifar10-jpeg'
 pytestmark = pytest.mark.skipif(not (SHARED / 'train.tar.gz').exists(),

@@ -12,7 +12,8 @@ from segaug_simclr.augment import RegionPolicy, SegAugViews, cifar_augment, fg_r
 from segaug_simclr.data import get_dataset, synthetic_shapes
 from segaug_simclr.segment import (DeepLabSegmenter, MaskStore, OracleSegmenter, SaliencySegmenter, SegAugDataset,
                                    build_mask_cache, degrade_mask, fallback_share, get_segmenter, mask_iou)
-from segaug_simclr.train import load_checkpoint, pretrain
+from segaug_simclr.checkpoint import load_checkpoint
+from segaug_simclr.train import pretrain
 from segaug_simclr.core import read_jsonl
 
 

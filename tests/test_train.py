@@ -7,8 +7,9 @@ from torch.utils.data import Dataset
 
 import segaug_simclr.core as core
 from segaug_simclr.core import read_jsonl
-from segaug_simclr.train import (CHECKPOINT, METRICS, NonFiniteLossError, extract_features, knn_accuracy,
-                                 load_checkpoint, pretrain)
+from segaug_simclr.checkpoint import CHECKPOINT, METRICS, load_checkpoint
+from segaug_simclr.features import extract_features, knn_accuracy
+from segaug_simclr.train import NonFiniteLossError, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,3 +183,18 @@ def test_torch_compile_trains_like_eager(tiny_cfg, tmp_path):
     a = [r['loss'] for r in eager['history']]
     b = [r['loss'] for r in compiled['history']]
     assert all(abs(x - y) < 1e-2 for x, y in zip(a, b)), (a, b)  # same data and seeds; kernels may round differently
+
+
+def test_hooks_see_every_batch_and_epoch_and_observing_changes_nothing(tiny_cfg, tmp_path):
+    from segaug_simclr.train import Hook
+    class Seen(Hook):
+        def __init__(self): self.batches, self.epochs = [], []
+        def after_batch(self, state, batch): self.batches.append((batch['epoch'], batch['batch'], state.step))
+        def after_epoch(self, state, record): self.epochs.append((state.epoch, record['epoch'], len(state.history)))
+    plain = pretrain(tiny_cfg(out=str(tmp_path / 'plain')))
+    seen = Seen()
+    hooked = pretrain(tiny_cfg(out=str(tmp_path / 'hooked')), hooks=[seen])
+    assert [r['loss'] for r in hooked['history']] == [r['loss'] for r in plain['history']]
+    # 128 images in batches of 32: 4 optimiser steps per epoch
+    assert seen.batches == [(e, b, 4 * e + b) for e in range(2) for b in range(1, 5)], seen.batches
+    assert seen.epochs == [(1, 0, 1), (2, 1, 2)], seen.epochs
