@@ -61,7 +61,7 @@ def eval_command(args) -> int:
                 finetune=lambda: ev.finetune(enc, train, test, fraction=args.fraction, **common),
                 transfer=lambda: ev.transfer_eval(enc, train, test, metric=ev.transfer_metric(args.dataset), **common))
     for name in (list(runs) if 'all' in args.protocol else args.protocol):
-        rec = runs[name]()
+        rec = runs[name]() | dict(encoder=args.encoder)  # the record names what was evaluated
         path = ev.save_record(rec, args.out)
         print(f"{rec['protocol']}: " + ', '.join(f'{k} {v:.4f}' for k, v in rec['metrics'].items()) + f"  -> {path}")
     return 0

@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint, recipe_record
 from .data import epoch_order, get_dataset, label_fraction, num_classes, per_class_split
 from .models import resnet, simclr_model
 from .features import extract_features, knn_accuracy
-from .optim import warmup_cosine
+from .optim import scaled_lr, warmup_cosine
 
 # %% auto #0
 __all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder',
@@ -75,7 +75,6 @@ def load_encoder(spec) -> nn.Module:
         model.load_state_dict(ck['model'])
         enc = model.encoder
         enc.recipe = recipe_record(c)
-    enc.spec = spec
     return enc
 
 def encoder_recipe(encoder) -> dict:
@@ -137,7 +136,8 @@ def changed(module: nn.Module, snap: dict) -> list[str]:
     return [k for k, v in module.state_dict().items() if not torch.equal(v, snap[k])]
 
 class Frozen(nn.Module):
-    "Wraps an encoder so that it never trains: eval mode always, no gradients, checked by `assert_unchanged`; `release` undoes it."
+    """Wraps an encoder so that it never trains: eval mode always, no gradients, checked by `assert_unchanged`; `release`
+    undoes it. As a context manager (`with Frozen(enc) as fz:`) it checks on leaving and always gives the encoder back."""
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self._was_training = encoder.training
@@ -164,6 +164,13 @@ class Frozen(nn.Module):
         moved = changed(self.encoder, self._snap)
         if moved: raise AssertionError(f"the frozen encoder changed: {moved[:5]}")
 
+    def __enter__(self): return self
+
+    def __exit__(self, exc_type, *_):
+        try:
+            if exc_type is None: self.assert_unchanged()
+        finally: self.release()
+
 # %% ../nbs/08_evaluate.ipynb #4425eea5
 def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> dict:
     "Top-k accuracies of `logits` against labels `y` (k larger than the class count counts as that count)."
@@ -171,7 +178,7 @@ def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> dict:
     hit = top == y[:, None]
     return {f'top{k}': hit[:, :k].any(1).float().mean().item() for k in ks}
 
-def mean_per_class_accuracy(pred: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) -> float:
+def mean_per_class_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     "Accuracy averaged over classes (each class present in `y` weighs the same, whatever its size)."
     classes = torch.unique(y)
     return torch.stack([(pred[y == c] == c).float().mean() for c in classes]).mean().item()
@@ -256,33 +263,30 @@ def linear_eval(encoder: nn.Module, train_ds, test_ds, protocol: str = 'cached',
     check_splits(train_ds, test_ds)
     device = get_device(str(device))
     t0 = time.perf_counter()
-    fz = Frozen(encoder.to(device))
-    ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
-    n_cls = num_classes(train_ds)
-    if val_ds is None and val_per_class > 0:
-        tr_idx, va_idx = per_class_split(torch.as_tensor(train_ds.targets), 1 - val_per_class, seed)
-        train_ds, val_ds = train_ds.subset(tr_idx), train_ds.subset(va_idx)
-    val = extract_features(fz.encoder, with_transform(val_ds, ev), batch_size, device, workers) if val_ds is not None else None
-    test_h, test_y = extract_features(fz.encoder, with_transform(test_ds, ev), batch_size, device, workers)
-    steps = math.ceil(len(train_ds) / batch_size)
-    if protocol == 'cached':
-        h, y = extract_features(fz.encoder, with_transform(train_ds, ev), batch_size, device, workers)
-        def batches(epoch):
-            order = epoch_order(len(y), seed, epoch)
-            return ((h[i], y[i]) for i in order.split(batch_size))
-    else:
-        aug_ds = with_transform(train_ds, train_transform or crop_flip(image_size))
-        def batches(epoch):
-            order = epoch_order(len(aug_ds), seed, epoch).tolist()
-            loader = DataLoader(aug_ds, batch_size=batch_size, sampler=order, num_workers=workers)
-            return ((fz(x.to(device)), torch.as_tensor(yb)) for x, yb in loader)
-    try:
-        clf = train_linear(batches, fz.out_dim, n_cls, epochs, steps, base_lr * batch_size / 256, momentum, weight_decay,
+    with Frozen(encoder.to(device)) as fz:
+        ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
+        n_cls = num_classes(train_ds)
+        if val_ds is None and val_per_class > 0:
+            tr_idx, va_idx = per_class_split(torch.as_tensor(train_ds.targets), 1 - val_per_class, seed)
+            train_ds, val_ds = train_ds.subset(tr_idx), train_ds.subset(va_idx)
+        val = extract_features(fz.encoder, with_transform(val_ds, ev), batch_size, device, workers) if val_ds is not None else None
+        test_h, test_y = extract_features(fz.encoder, with_transform(test_ds, ev), batch_size, device, workers)
+        steps = math.ceil(len(train_ds) / batch_size)
+        if protocol == 'cached':
+            h, y = extract_features(fz.encoder, with_transform(train_ds, ev), batch_size, device, workers)
+            def batches(epoch):
+                order = epoch_order(len(y), seed, epoch)
+                return ((h[i], y[i]) for i in order.split(batch_size))
+        else:
+            aug_ds = with_transform(train_ds, train_transform or crop_flip(image_size))
+            def batches(epoch):
+                order = epoch_order(len(aug_ds), seed, epoch).tolist()
+                loader = DataLoader(aug_ds, batch_size=batch_size, sampler=order, num_workers=workers)
+                return ((fz(x.to(device)), torch.as_tensor(yb)) for x, yb in loader)
+        clf = train_linear(batches, fz.out_dim, n_cls, epochs, steps, scaled_lr(base_lr, batch_size), momentum, weight_decay,
                            seed, device, val)
-        fz.assert_unchanged()
-    finally: fz.release()
     with torch.no_grad(): logits = clf(test_h.to(device)).cpu()
-    return dict(protocol=f'linear-{protocol}', dataset=dataset, encoder=getattr(encoder, 'spec', None), **encoder_recipe(encoder),
+    return dict(protocol=f'linear-{protocol}', dataset=dataset, **encoder_recipe(encoder),
                 metrics=topk_accuracy(logits, test_y), n_train=len(train_ds), n_test=len(test_ds), seed=seed,
                 n_val=len(val[1]) if val is not None else 0, history=clf.history,
                 hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, momentum=momentum,
@@ -316,7 +320,7 @@ def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, read
     labelled = with_transform(train_ds.subset(idx), train_transform or crop_flip(image_size))
     net = nn.Sequential(copy.deepcopy(encoder), nn.Linear(encoder.out_dim, num_classes(train_ds))).to(device)
     net[0].requires_grad_(True)
-    opt = torch.optim.SGD(net.parameters(), lr=base_lr * batch_size / 256, momentum=momentum, nesterov=True, weight_decay=0)
+    opt = torch.optim.SGD(net.parameters(), lr=scaled_lr(base_lr, batch_size), momentum=momentum, nesterov=True, weight_decay=0)
     steps = math.ceil(len(labelled) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps, 0))
     ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
@@ -338,7 +342,7 @@ def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, read
             hv, yv = extract_features(net, with_transform(val_ds, ev), batch_size, device, workers)
             history[-1]['val_top1'] = (hv.argmax(1) == yv).float().mean().item()
     h, y = extract_features(net, with_transform(test_ds, ev), batch_size, device, workers)
-    return dict(protocol=f'finetune-{fraction:g}', dataset=dataset, encoder=getattr(encoder, 'spec', None), **encoder_recipe(encoder),
+    return dict(protocol=f'finetune-{fraction:g}', dataset=dataset, **encoder_recipe(encoder),
                 label_fraction=fraction, label_fraction_reading=reading, pretrain_fraction=pretrain_fraction,
                 metrics=topk_accuracy(h, y), n_train=len(labelled), n_test=len(test_ds), seed=seed,
                 hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, lr=opt.param_groups[0]['initial_lr'],
@@ -402,23 +406,20 @@ def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: st
     check_splits(train_ds, test_ds, val_ds)
     device = get_device(str(device))
     t0 = time.perf_counter()
-    fz = Frozen(encoder.to(device))
     pre = eval_transform or (transfer_transform(image_size) if image_size >= 96 else to_float_image())
-    feats = lambda ds: extract_features(fz.encoder, with_transform(ds, pre), batch_size, device, workers)
-    try:
+    with Frozen(encoder.to(device)) as fz:
+        feats = lambda ds: extract_features(fz.encoder, with_transform(ds, pre), batch_size, device, workers)
         Xtr, ytr = feats(train_ds); Xte, yte = feats(test_ds)
         Xva, yva = feats(val_ds) if val_ds is not None else (None, None)
-        fz.assert_unchanged()
-    finally: fz.release()
     if val_ds is None:
         tr_idx, va_idx = per_class_split(ytr, 1 - val_per_class, seed)
         Xtr, ytr, Xva, yva = Xtr[tr_idx], ytr[tr_idx], Xtr[va_idx], ytr[va_idx]
     n_cls = num_classes(train_ds)
     Xtr, Xva, Xte = features_standardised(Xtr, Xva, Xte)
-    rec = dict(protocol=f'transfer-{method}', method=method, dataset=dataset, encoder=getattr(encoder, 'spec', None),
-               **encoder_recipe(encoder), metric=metric, n_train=len(ytr), n_val=len(yva), n_test=len(yte), seed=seed,
+    rec = dict(protocol=f'transfer-{method}', method=method, dataset=dataset, **encoder_recipe(encoder), metric=metric,
+               n_train=len(ytr), n_val=len(yva), n_test=len(yte), seed=seed,
                lbfgs=dict(grid=list(grid), max_iter=max_iter) if method == 'lbfgs' else None,
-               sgd=dict(epochs=sgd_epochs, batch_size=batch_size, base_lr=sgd_base_lr, lr=sgd_base_lr * batch_size / 256,
+               sgd=dict(epochs=sgd_epochs, batch_size=batch_size, base_lr=sgd_base_lr, lr=scaled_lr(sgd_base_lr, batch_size),
                         momentum=sgd_momentum, nesterov=True, weight_decay=sgd_weight_decay, schedule='cosine',
                         data='train+val') if method == 'sgd' else None)
     Xall, yall = torch.cat([Xtr, Xva]), torch.cat([ytr, yva])
@@ -431,7 +432,7 @@ def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: st
         def batches(epoch):
             order = epoch_order(len(yall), seed, epoch)
             return ((Xall[i], yall[i]) for i in order.split(batch_size))
-        clf = train_linear(batches, Xall.shape[1], n_cls, sgd_epochs, steps, sgd_base_lr * batch_size / 256, sgd_momentum,
+        clf = train_linear(batches, Xall.shape[1], n_cls, sgd_epochs, steps, scaled_lr(sgd_base_lr, batch_size), sgd_momentum,
                            sgd_weight_decay, seed=seed, device=device)
         rec['history'] = clf.history
         with torch.no_grad(): logits = clf(Xte.to(device)).cpu()
@@ -448,14 +449,11 @@ def knn_eval(encoder: nn.Module, train_ds, test_ds, k: int = 200, temperature: f
         raise ValueError(f"k must be between 1 and the number of training images ({len(train_ds)}), got {k}")
     device = get_device(str(device))
     t0 = time.perf_counter()
-    fz = Frozen(encoder.to(device))
     ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
-    try:
+    with Frozen(encoder.to(device)) as fz:
         acc = knn_accuracy(fz.encoder, with_transform(train_ds, ev), with_transform(test_ds, ev), num_classes(train_ds), k,
                            temperature, device, batch_size)
-        fz.assert_unchanged()
-    finally: fz.release()
-    return dict(protocol='knn', dataset=dataset, encoder=getattr(encoder, 'spec', None), **encoder_recipe(encoder),
+    return dict(protocol='knn', dataset=dataset, **encoder_recipe(encoder),
                 metrics={'top1': acc},
                 n_train=len(train_ds), n_test=len(test_ds), hparams=dict(k=k, temperature=temperature),
                 time_s=time.perf_counter() - t0)

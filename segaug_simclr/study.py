@@ -14,7 +14,8 @@ import torch
 from .core import atomic_write_text
 from .data import DATASETS, get_dataset
 from .evaluate import record_fields
-from .train import CHECKPOINT, PretrainConfig, load_checkpoint, pretrain, recipe_names
+from .checkpoint import CHECKPOINT, load_checkpoint, recipe_names
+from .train import PretrainConfig, pretrain
 
 # %% auto #0
 __all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'RUN_ONLY', 'Study', 'resolve_params',
