@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     "Entry point of `segaug-simclr`."
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == 'pretrain':
-        from segaug_simclr.pretrain import main as pretrain_main
+        from segaug_simclr.pretrain_cli import main as pretrain_main
         return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == 'list': list_studies(); return 0

@@ -10,7 +10,7 @@ from segaug_simclr.augment import SegAugViews, cifar_augment, simclr_augment
 from segaug_simclr.batch_augment import BatchSegAug, BatchViews, DeviceLoader
 from segaug_simclr.core import read_jsonl
 from segaug_simclr.data import synthetic_shapes
-from segaug_simclr.pretrain import parse_config
+from segaug_simclr.pretrain_cli import parse_config
 from segaug_simclr.checkpoint import CHECKPOINT, METRICS, load_checkpoint
 from segaug_simclr.train import PretrainConfig, pretrain
 
@@ -81,7 +81,7 @@ def test_device_loader_takes_the_per_rank_share():
 def test_torchrun_batched_segaug_resumes_exactly(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_distributed import ARGS, _torchrun
-    args = ['-m', 'segaug_simclr.pretrain', *ARGS, '--augment', 'segaug', '--segmenter', 'oracle', '--augment-device', 'batch',
+    args = ['-m', 'segaug_simclr.pretrain_cli', *ARGS, '--augment', 'segaug', '--segmenter', 'oracle', '--augment-device', 'batch',
             '--mask-cache', str(tmp_path / 'masks')]
     r = _torchrun(args + ['--out', str(tmp_path / 'straight')])
     assert r.returncode == 0, r.stderr[-3000:]

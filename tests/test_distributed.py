@@ -46,7 +46,7 @@ ARGS = ['--dataset', 'synthetic', '--num-images', '128', '--depth', '18', '--wid
 
 
 def test_torchrun_pretraining_checkpoints_and_resumes_exactly(tmp_path):
-    pkg = ['-m', 'segaug_simclr.pretrain']
+    pkg = ['-m', 'segaug_simclr.pretrain_cli']
     r = _torchrun(pkg + ARGS + ['--out', str(tmp_path / 'straight')])
     assert r.returncode == 0, r.stderr[-3000:]
     r = _torchrun(pkg + ARGS + ['--out', str(tmp_path / 'split'), '--stop-after', '1'])
@@ -57,7 +57,7 @@ def test_torchrun_pretraining_checkpoints_and_resumes_exactly(tmp_path):
     assert json.loads((tmp_path / 'split' / 'config.json').read_text())['world_size'] == 2
     # resume through the CLI's own launcher (--nproc 2 starts torchrun itself)
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', *ARGS, '--out', str(tmp_path / 'split'), '--resume',
+    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', *ARGS, '--out', str(tmp_path / 'split'), '--resume',
                         '--nproc', '2'], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = load_checkpoint(tmp_path / 'straight' / CHECKPOINT), load_checkpoint(tmp_path / 'split' / CHECKPOINT)
@@ -67,7 +67,7 @@ def test_torchrun_pretraining_checkpoints_and_resumes_exactly(tmp_path):
 
 
 def test_torchrun_segaug_shares_one_mask_cache(tmp_path):
-    r = _torchrun(['-m', 'segaug_simclr.pretrain', *ARGS, '--epochs', '1', '--augment', 'segaug', '--segmenter', 'oracle',
+    r = _torchrun(['-m', 'segaug_simclr.pretrain_cli', *ARGS, '--epochs', '1', '--augment', 'segaug', '--segmenter', 'oracle',
                    '--mask-cache', str(tmp_path / 'masks'), '--out', str(tmp_path / 'run')])
     assert r.returncode == 0, r.stderr[-3000:]
     caches = list((tmp_path / 'masks').iterdir())

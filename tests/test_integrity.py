@@ -105,7 +105,7 @@ def test_pickle_payload_refused_on_resume_and_load_encoder(tiny_cfg, run1, tmp_p
     with pytest.raises(ValueError, match='refused to load'):
         load_encoder(ckpt)
     assert not marker.exists()
-    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', '--dataset', 'synthetic', '--num-images', '128',
+    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', '--dataset', 'synthetic', '--num-images', '128',
                         '--depth', '18', '--width', '0.25', '--batch-size', '32', '--epochs', '2', '--lr', '0.5',
                         '--warmup-epochs', '0', '--device', 'cpu', '--no-progress', '--out', cfg.out, '--resume'],
                        capture_output=True, text=True, timeout=300)
@@ -185,7 +185,7 @@ def test_second_process_on_a_run_folder_is_refused(tiny_cfg, tmp_path):
         from segaug_simclr.core import FolderLockedError
         with pytest.raises(FolderLockedError, match=f'the run folder {cfg.out} is in use by process {holder.pid}'):
             pretrain(cfg)
-        r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', '--dataset', 'synthetic', '--num-images', '64',
+        r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', '--dataset', 'synthetic', '--num-images', '64',
                             '--depth', '18', '--width', '0.25', '--batch-size', '32', '--epochs', '1', '--device', 'cpu',
                             '--no-progress', '--out', cfg.out], capture_output=True, text=True, timeout=300)
         assert r.returncode == 2 and f'in use by process {holder.pid}' in r.stderr and '--out' in r.stderr, r.stderr
@@ -256,7 +256,7 @@ def test_pretrain_names_rebuild_masks_for_a_damaged_cache(tiny_cfg, tmp_path):
     segaug_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks')))
     folder, = (tmp_path / 'masks').iterdir()
     _damage(folder, 'zeroed')
-    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', '--dataset', 'synthetic', '--num-images', '128',
+    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', '--dataset', 'synthetic', '--num-images', '128',
                         '--depth', '18', '--width', '0.25', '--batch-size', '32', '--epochs', '1', '--device', 'cpu',
                         '--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'masks'),
                         '--no-progress', '--out', str(tmp_path / 'second')], capture_output=True, text=True, timeout=300)
@@ -327,7 +327,7 @@ def test_knn_monitor_k_checked_before_training(tiny_cfg):
 def _pretrain_cli(*args, cwd=None):
     base = ['--dataset', 'synthetic', '--depth', '18', '--width', '0.25', '--epochs', '1', '--batch-size', '32',
             '--num-images', '64', '--no-progress', '--device', 'cpu']
-    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', *base, *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', *base, *args], capture_output=True, text=True,
                           timeout=300, cwd=cwd)
 
 
@@ -348,7 +348,7 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize('args, msg', BAD_FLAGS)
 def test_bad_flag_named_before_any_work(tmp_path, monkeypatch, args, msg):
-    from segaug_simclr.pretrain import parse_config
+    from segaug_simclr.pretrain_cli import parse_config
     monkeypatch.chdir(tmp_path)
     cfg = parse_config(['--dataset', 'synthetic', '--batch-size', '32', '--num-images', '64', '--device', 'cpu', *args,
                         '--out', str(tmp_path / 'run')])

@@ -73,7 +73,7 @@ def test_recipe_reaches_the_run_and_explicit_settings_win(tiny_cfg, monkeypatch)
 
 
 def test_cli_recipe_flag_and_help():
-    from segaug_simclr.pretrain import build_parser, parse_config
+    from segaug_simclr.pretrain_cli import build_parser, parse_config
     from segaug_simclr.train import resolve_recipe
     c = resolve_recipe(parse_config(['--dataset', 'imagenet', '--image-size', '224', '--recipe', 'thesis-imagenet',
                                      '--crop-min', '0.2']))

@@ -153,7 +153,7 @@ def test_knn_on_linearly_separable_features():
 
 def _cli(*args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS='2')
-    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain', *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
