@@ -11,10 +11,10 @@ from torchvision.transforms import v2
 from torchvision.transforms import InterpolationMode
 
 # %% auto #0
-__all__ = ['AUGMENTATIONS', 'separable_gaussian_blur', 'GaussianBlur', 'blur_kernel_size', 'colour_jitter', 'colour_distortion',
-           'simclr_augment', 'cifar_augment', 'to_float_image', 'center_crop_eval', 'transfer_transform', 'crop_flip',
-           'make_augment', 'TwoViews', 'resize_eval', 'record_draws', 'RegionPolicy', 'ScaledGaussianBlur',
-           'thesis_policy', 'fg_ratio', 'region_augment', 'SegAugViews']
+__all__ = ['AUGMENTATIONS', 'FG_LO', 'FG_HI', 'separable_gaussian_blur', 'GaussianBlur', 'blur_kernel_size', 'colour_jitter',
+           'colour_distortion', 'simclr_augment', 'cifar_augment', 'to_float_image', 'center_crop_eval',
+           'transfer_transform', 'crop_flip', 'make_augment', 'TwoViews', 'resize_eval', 'record_draws', 'falls_back',
+           'RegionPolicy', 'ScaledGaussianBlur', 'thesis_policy', 'fg_ratio', 'region_augment', 'SegAugViews']
 
 # %% ../nbs/02_augment.ipynb #db0b03ee
 @functools.lru_cache(maxsize=64)
@@ -135,6 +135,13 @@ def record_draws(aug: v2.Compose, img: torch.Tensor, n: int) -> dict:
         for t in [crop, *inner.values()]: del t.make_params
     return rec
 
+# %% ../nbs/02_augment.ipynb #a1f852b6
+FG_LO, FG_HI = 0.05, 0.90  # the thesis' thresholds on the foreground share
+
+def falls_back(ratio, lo: float = FG_LO, hi: float = FG_HI):
+    "Whether an image of foreground share `ratio` takes the standard pipeline: a bool, or a bool tensor for a tensor."
+    return (ratio < lo) | (ratio > hi)
+
 # %% ../nbs/02_augment.ipynb #b5c6abb0
 from dataclasses import dataclass, field
 
@@ -180,7 +187,7 @@ def region_augment(img: torch.Tensor, mask: torch.Tensor, policy: RegionPolicy) 
 
 class SegAugViews:
     "Two SegAug views of (image, mask), with the standard pipeline as fallback outside [`lo`, `hi`] foreground share."
-    def __init__(self, size: int, policy: RegionPolicy | None = None, standard=None, lo: float = 0.05, hi: float = 0.90,
+    def __init__(self, size: int, policy: RegionPolicy | None = None, standard=None, lo: float = FG_LO, hi: float = FG_HI,
                  scale=(0.08, 1.0), return_masks: bool = False):
         self.policy = policy if policy is not None else thesis_policy(size)
         self.standard = standard if standard is not None else simclr_augment(size)
@@ -191,8 +198,7 @@ class SegAugViews:
 
     def falls_back(self, mask: torch.Tensor) -> bool:
         "Whether an image with `mask` takes the standard pipeline (foreground share outside [lo, hi])."
-        r = float(fg_ratio(mask))
-        return not (self.lo <= r <= self.hi)
+        return bool(falls_back(float(fg_ratio(mask)), self.lo, self.hi))
 
     def view(self, img: torch.Tensor, mask: torch.Tensor):
         "One view: a fresh draw of x_segaug, then one crop + flip draw applied to both image and mask."

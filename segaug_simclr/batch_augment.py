@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
-from .augment import ScaledGaussianBlur, SegAugViews, blur_kernel_size, fg_ratio
+from .augment import ScaledGaussianBlur, SegAugViews, blur_kernel_size, falls_back, fg_ratio
 from .data import FileImageDataset
 
 # %% auto #0
@@ -233,8 +233,8 @@ class BatchSegAug:
         self.standard = BatchViews(views.standard)
 
     def falls_back(self, masks: torch.Tensor) -> torch.Tensor:
-        "Whether each image takes the standard pipeline: `SegAugViews.falls_back` per mask (bool, on the CPU)."
-        return torch.tensor([self.views.falls_back(m) for m in masks.bool().cpu()], dtype=torch.bool)
+        "Whether each image takes the standard pipeline: the one rule, `falls_back`, on each mask's share (bool, on the CPU)."
+        return falls_back(fg_ratio(masks.bool()).cpu(), self.views.lo, self.views.hi)
 
     def segaug_view(self, x, masks, g, sizes=None):
         "One SegAug view of float images `x` with float masks (no fallback): blend, joint crop and flip, `after` ops."

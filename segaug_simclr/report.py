@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .augment import FG_HI, FG_LO
 from .core import atomic_write, atomic_write_text, read_jsonl
 
 # %% auto #0
@@ -183,7 +184,7 @@ def plot_fallback_share(runs: dict, ax=None):
     return ax
 
 # %% ../nbs/09_report.ipynb #08be4c09
-def mask_cases(ratios: torch.Tensor, lo: float = 0.05, hi: float = 0.90) -> dict:
+def mask_cases(ratios: torch.Tensor, lo: float = FG_LO, hi: float = FG_HI) -> dict:
     "Index of a typical image (F_ratio nearest the median inside [lo, hi]), the most-foreground and the most-background image."
     inside = ((ratios >= lo) & (ratios <= hi)).nonzero().flatten()
     pool = inside if len(inside) else torch.arange(len(ratios))

@@ -18,7 +18,7 @@ from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from . import __version__
-from .augment import SegAugViews, fg_ratio
+from .augment import FG_HI, FG_LO, SegAugViews, falls_back, fg_ratio
 from .core import atomic_save, atomic_write, atomic_write_text, folder_lock
 from .data import FileImageDataset, ImageTensorDataset
 
@@ -346,11 +346,11 @@ def _fill_mask_cache(ds, segmenter, folder, key, want, size, batch_size, rebuild
     return MaskStore(folder)
 
 # %% ../nbs/03_segment.ipynb #86cefca8
-def fallback_share(ratios: torch.Tensor, lo: float = 0.05, hi: float = 0.90) -> float:
+def fallback_share(ratios: torch.Tensor, lo: float = FG_LO, hi: float = FG_HI) -> float:
     "Share of images whose foreground share lies outside [`lo`, `hi`]."
-    return ((ratios < lo) | (ratios > hi)).float().mean().item()
+    return falls_back(ratios, lo, hi).float().mean().item()
 
-def plot_fg_ratio(ratios: torch.Tensor, lo: float = 0.05, hi: float = 0.90, ax=None, title: str = ''):
+def plot_fg_ratio(ratios: torch.Tensor, lo: float = FG_LO, hi: float = FG_HI, ax=None, title: str = ''):
     "Histogram of F_ratio with the fallback thresholds."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(4, 2.5))[1]
@@ -368,7 +368,7 @@ class SegAugDataset(Dataset):
         self.ds, self.masks, self.views = ds, masks, views
         self.classes, self.targets = ds.classes, ds.targets
         ratios = masks.fg_ratio if isinstance(masks, MaskStore) else fg_ratio(masks)
-        self.fallback = (ratios < views.lo) | (ratios > views.hi)
+        self.fallback = falls_back(ratios, views.lo, views.hi)
 
     def __len__(self): return len(self.ds)
 

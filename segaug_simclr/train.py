@@ -20,7 +20,8 @@ from .core import (append_jsonl, atomic_write_text, folder_lock, get_device, rea
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
 from .data import DATASETS, epoch_generator, epoch_order, get_dataset, num_classes
-from .augment import SegAugViews, TwoViews, colour_distortion, make_augment, thesis_policy, to_float_image
+from .augment import (FG_HI, FG_LO, SegAugViews, TwoViews, colour_distortion, make_augment, thesis_policy,
+                                   to_float_image)
 from .segment import (DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, SegAugDataset, build_mask_cache, fallback_share,
                                    get_segmenter, parse_degrade)
 from .losses import nt_xent
@@ -75,8 +76,8 @@ class PretrainConfig:
     mask_cache: str = 'outputs/mask_cache' # segaug: where masks are computed once and kept
     rebuild_masks: bool = False    # segaug: recompute a cache made for other data or weights, or damaged
     mask_degrade: str | None = None  # segaug ablation: degrade the masks, e.g. 'erode:2', 'shift:3', 'blocks:0.2'
-    fg_lo: float = 0.05            # segaug: images with a foreground share outside [fg_lo, fg_hi] take the standard pipeline
-    fg_hi: float = 0.90            # segaug: upper foreground-share threshold
+    fg_lo: float = FG_LO           # segaug: images with a foreground share outside [fg_lo, fg_hi] take the standard pipeline
+    fg_hi: float = FG_HI           # segaug: upper foreground-share threshold
     segaug_global: bool = False    # segaug: follow the region operations with the standard colour distortion
     fg_color_strength: float = 1.0 # segaug: colour-jitter strength on the foreground (thesis 5.2.1: strong, s = 1.0)
     fg_color_p: float = 0.8        # segaug: probability of the foreground colour jitter
