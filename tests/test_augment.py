@@ -80,3 +80,16 @@ def test_crop_flip_has_no_colour_ops():
     t = crop_flip(32)
     assert 'ColorJitter' not in repr(t) and 'Grayscale' not in repr(t)
     assert t(_probe(64)).shape == (3, 32, 32)
+
+
+def test_blur_benchmark_quick(tmp_path):
+    "benchmarks/blur.py in a small setting: both blurs agree to the uint8 level, and it writes its JSON."
+    import json, subprocess, sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / 'benchmarks' / 'blur.py'), '--sizes', '16', '40', '--rounds', '1',
+                        '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / 'blur_cpu.json').read_text())['rows']
+    assert [(row['size'], row['max_abs_diff']) for row in rows] == [(16, 0), (40, 0)]
+    assert all(row['matrix_us'] > 0 and row['conv_us'] > 0 for row in rows)
