@@ -1,6 +1,6 @@
 """The per-image Gaussian blur two ways, on one thread: `separable_gaussian_blur` (two products with banded blur
-matrices, reflect padding folded in) against two 1-d grouped convolutions after reflect padding, on uint8 images of
-each size with the SimCLR kernel (10% of the side). Reports microseconds per image (best of `--rounds`), the
+matrices, reflect padding folded in) against two 1-d grouped convolutions after reflect padding (the batched path's
+`gaussian_blur`, on one image), on uint8 images of each size with the SimCLR kernel (10% of the side). Reports microseconds per image (best of `--rounds`), the
 convolution/matrix ratio measured in the same run, and the largest difference of the uint8 outputs.
 
     python benchmarks/blur.py [--sizes 32 96 224 256] [--rounds 5] [--out outputs/benchmarks]
@@ -11,20 +11,14 @@ import argparse, json, time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from segaug_simclr.augment import blur_kernel_size, separable_gaussian_blur
+from segaug_simclr.batch_augment import gaussian_blur
 
 
 def conv_blur(img: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
-    "The same blur as two 1-d grouped convolutions after reflect padding (torchvision's way), rounded to uint8."
-    x = img.float()[None]
-    t = torch.arange(k, dtype=torch.float64) - k // 2
-    w = torch.softmax(-(t ** 2) / (2 * sigma ** 2), 0).float()
-    C, r = x.shape[1], k // 2
-    y = F.pad(x, (r, r, r, r), mode='reflect')
-    y = F.conv2d(y, w.view(1, 1, 1, k).expand(C, 1, 1, k), groups=C)
-    y = F.conv2d(y, w.view(1, 1, k, 1).expand(C, 1, k, 1), groups=C)
+    "The batched path's blur (`batch_augment.gaussian_blur`: two 1-d grouped convolutions, reflect padding) on one uint8 image."
+    y = gaussian_blur(img.float()[None], k, torch.tensor([sigma]))
     return y[0].round_().clamp_(0, 255).to(torch.uint8)
 
 

@@ -13,7 +13,7 @@ from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
 from .augment import ScaledGaussianBlur, SegAugViews, blur_kernel_size, falls_back, fg_ratio
-from .data import FileImageDataset
+from .data import FileImageDataset, ImageTensorDataset
 
 # %% auto #0
 __all__ = ['JITTER_OPS', 'crop_boxes', 'resized_crop', 'grayscale', 'adjust_brightness', 'adjust_contrast', 'adjust_saturation',
@@ -215,7 +215,7 @@ class BatchViews:
     "Two independent views of each image of a uint8 batch by the batched counterpart of torchvision pipeline `aug`."
     def __init__(self, aug):
         self.aug, self.ops = aug, batch_ops(aug)
-        self.size = next(o.size for o in self.ops if isinstance(o, Crop))  # the views' size
+        self.size = next((o.size for o in self.ops if isinstance(o, Crop)), None)  # the views' size (None: no crop)
     def view(self, x, g, masks=None, record=None, sizes=None):
         "One view of uint8 (or float) images `x`; with `masks`, also the masks after the same crop and flip (bool)."
         v, m = run_ops(self.ops, to_unit(x), g, None if masks is None else masks.float(), record, sizes)
@@ -288,19 +288,24 @@ class SquareFiles(Dataset):
 
 # %% ../nbs/02b_batch_augment.ipynb #76b99c76
 class DeviceLoader:
-    """Batches `((v1, v2), labels)` made on `device` by `views`, in the order of `sampler`. `images`: uint8 (N, 3, H, W),
-    held on `device`, or a `FileImageDataset`, decoded by `workers` into `side`-px squares (default `load_size`)."""
+    """Batches `((v1, v2), labels)` made on `device` by `views`, in the order of `sampler`. `images`: uint8 (N, 3, H, W)
+    or an `ImageTensorDataset`, held on `device`, or a `FileImageDataset`, decoded by `workers` into `side`-px squares
+    (default `load_size` of the views' size)."""
     def __init__(self, images, targets, views, sampler, batch_size: int, generator: torch.Generator, device,
                  masks=None, fallback=None, workers: int = 0, side: int | None = None):
         self.device = torch.device(device)
         self.files = images if isinstance(images, FileImageDataset) else None
-        self.images = None if self.files is not None else images.to(self.device)
+        held = images.images if isinstance(images, ImageTensorDataset) else images
+        self.images = None if self.files is not None else held.to(self.device)
         self.targets = torch.as_tensor(targets).to(self.device)
         self.masks = masks if masks is None or self.files is not None else mask_rows(masks).to(self.device)
         self.fallback = None if fallback is None else torch.as_tensor(fallback, dtype=torch.bool).cpu()
         if self.masks is not None and self.fallback is None: raise ValueError("masks need their fallback flags (one bool per image)")
         self.views, self.sampler, self.batch_size, self.generator = views, sampler, batch_size, generator
-        self.workers, self.side = workers, side if side is not None else load_size(views.size)
+        self.workers = workers
+        if self.files is not None:  # decoded into squares of `side`, by the same worker-side dataset every epoch
+            self.side = side if side is not None else load_size(views.size)
+            self.square_files = SquareFiles(self.files, self.side)
 
     def __len__(self): return len(self.sampler) // self.batch_size
 
@@ -313,7 +318,7 @@ class DeviceLoader:
                 di = idx.to(self.device, non_blocking=True)
                 yield idx, di, self.images.index_select(0, di), None
             return
-        decoded = DataLoader(SquareFiles(self.files, self.side), batch_sampler=[b.tolist() for b in batches],
+        decoded = DataLoader(self.square_files, batch_sampler=[b.tolist() for b in batches],
                              num_workers=self.workers, pin_memory=self.device.type == 'cuda')
         for idx, (x, sizes, _) in zip(batches, decoded):
             yield idx, idx.to(self.device, non_blocking=True), x.to(self.device, non_blocking=True), sizes

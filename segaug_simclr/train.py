@@ -215,12 +215,10 @@ from .batch_augment import BatchSegAug, BatchViews, DeviceLoader, load_size
 from .data import FileImageDataset, ImageTensorDataset
 
 def _batch_views(ds):
-    "The batched counterpart of `ds`'s views, its images (uint8 tensor or files) and its masks, or None when `ds` has none."
+    "The batched counterpart of `ds`'s views, its base dataset (in memory or files) and its masks, or None when `ds` has none."
     base = (ImageTensorDataset, FileImageDataset)
-    if isinstance(ds, SegAugDataset) and isinstance(ds.ds, base):
-        return BatchSegAug(ds.views), ds.ds.images if isinstance(ds.ds, ImageTensorDataset) else ds.ds, ds.masks, ds.fallback
-    if isinstance(ds, base) and isinstance(ds.transform, TwoViews):
-        return BatchViews(ds.transform.transform), ds.images if isinstance(ds, ImageTensorDataset) else ds, None, None
+    if isinstance(ds, SegAugDataset) and isinstance(ds.ds, base): return BatchSegAug(ds.views), ds.ds, ds.masks, ds.fallback
+    if isinstance(ds, base) and isinstance(ds.transform, TwoViews): return BatchViews(ds.transform.transform), ds, None, None
     return None
 
 def batched_augment(cfg: PretrainConfig, device: torch.device, ds) -> bool:
@@ -241,8 +239,8 @@ def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: t
     """`pretrain_loader`'s batches (same sampler and checks) with the views made on `device`: from uint8 data held there,
     or from image files decoded by `cfg.workers` into `load_size(cfg.image_size)` squares."""
     dl = pretrain_loader(ds, cfg, generator, device)
-    views, images, masks, fallback = _batch_views(ds)
-    return DeviceLoader(images, ds.targets, views, dl.sampler, dl.batch_size, generator, device, masks, fallback,
+    views, base, masks, fallback = _batch_views(ds)
+    return DeviceLoader(base, ds.targets, views, dl.sampler, dl.batch_size, generator, device, masks, fallback,
                         workers=cfg.workers, side=load_size(cfg.image_size))
 
 
