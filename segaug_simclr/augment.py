@@ -11,12 +11,27 @@ from torchvision.transforms import v2
 from torchvision.transforms import InterpolationMode
 
 # %% auto #0
-__all__ = ['AUGMENTATIONS', 'FG_LO', 'FG_HI', 'separable_gaussian_blur', 'GaussianBlur', 'blur_kernel_size', 'colour_jitter',
-           'colour_distortion', 'simclr_augment', 'cifar_augment', 'to_float_image', 'center_crop_eval',
-           'transfer_transform', 'crop_flip', 'make_augment', 'TwoViews', 'resize_eval', 'record_draws', 'falls_back',
-           'RegionPolicy', 'ScaledGaussianBlur', 'thesis_policy', 'fg_ratio', 'region_augment', 'SegAugViews']
+__all__ = ['AUGMENTATIONS', 'show_images', 'separable_gaussian_blur', 'blur_kernel_size', 'GaussianBlur', 'ScaledGaussianBlur',
+           'colour_jitter', 'colour_distortion', 'simclr_augment', 'cifar_augment', 'to_float_image',
+           'center_crop_eval', 'transfer_transform', 'crop_flip', 'resize_eval', 'make_augment', 'TwoViews',
+           'record_draws']
 
-# %% ../nbs/02_augment.ipynb #db0b03ee
+# %% ../nbs/02_augment.ipynb #6367cb05
+def show_images(imgs, titles=None, ncols: int | None = None, size: float = 1.4, axs=None):
+    "Draw images (3, H, W) (uint8, or float in [0, 1]) in a grid of `ncols` columns (one row by default); returns the axes."
+    import matplotlib.pyplot as plt
+    imgs = list(imgs); n = len(imgs); ncols = ncols or n; nrows = -(-n // ncols)
+    if axs is None: axs = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2 * bool(titles)), squeeze=False)[1]
+    axs = list(getattr(axs, 'flat', axs))
+    for i, a in enumerate(axs):
+        a.axis('off')
+        if i >= n: continue
+        x = imgs[i].detach().cpu()
+        a.imshow((x if x.is_floating_point() else x.float() / 255).clamp(0, 1).permute(1, 2, 0).numpy())
+        if titles: a.set_title(titles[i], fontsize=8)
+    return axs
+
+# %% ../nbs/02_augment.ipynb #228bd45a
 @functools.lru_cache(maxsize=64)
 def _blur_taps(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     "(rows, columns) of the n*k taps: tap t of output column j reads input column src(j + t - k//2), mirrored at the edges."
@@ -31,6 +46,7 @@ def _blur_matrix(n: int, k: int, sigma: float) -> torch.Tensor:
     w = torch.softmax(-(t ** 2) / (2 * sigma ** 2), 0).float()
     return torch.zeros(n, n).index_put_(_blur_taps(n, k), w.repeat(n), accumulate=True)  # O(n k), not O(n^2 k)
 
+# %% ../nbs/02_augment.ipynb #37512324
 def separable_gaussian_blur(img: torch.Tensor, kernel_size, sigma) -> torch.Tensor:
     "torchvision's `gaussian_blur` (same kernel, reflect padding, uint8 rounding) as two small matrix products."
     kx, ky = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
@@ -41,24 +57,45 @@ def separable_gaussian_blur(img: torch.Tensor, kernel_size, sigma) -> torch.Tens
     out = out.transpose(-1, -2)
     return out if img.is_floating_point() else out.round_().clamp_(0, 255).to(img.dtype)
 
+# %% ../nbs/02_augment.ipynb #4daaa1c3
+def blur_kernel_size(size: int) -> int:
+    "Gaussian-blur kernel for images of side `size`: 10% of the side, made odd (23 at 224)."
+    return max(3, int(0.1 * size) // 2 * 2 + 1)
+
+# %% ../nbs/02_augment.ipynb #726ab4c0
 class GaussianBlur(v2.GaussianBlur):
     "torchvision's `GaussianBlur` (same parameters and draws) computed by `separable_gaussian_blur`: far cheaper on small images."
     def transform(self, inpt, params):
         out = separable_gaussian_blur(inpt.as_subclass(torch.Tensor), self.kernel_size, params['sigma'])
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
-def blur_kernel_size(size: int) -> int:
-    "Gaussian-blur kernel for images of side `size`: 10% of the side, made odd (23 at 224)."
-    return max(3, int(0.1 * size) // 2 * 2 + 1)
+# %% ../nbs/02_augment.ipynb #f1db8e17
+class ScaledGaussianBlur(v2.Transform):
+    """SimCLR's blur for an image that is cropped and resized to `size` only afterwards: on an H x W image, a kernel of
+    10% of each side and sigma drawn from `sigma` (the range at `size`) times side / `size`. After the image is resized
+    to `size` this is the standard blur (kernel 10% of `size`, sigma in [0.1, 2.0]); on a `size` image it is that blur."""
+    def __init__(self, size: int, sigma=(0.1, 2.0)):
+        super().__init__()
+        self.size, self.sigma = size, tuple(sigma)
+    def make_params(self, flat_inputs) -> dict:
+        return dict(sigma=torch.empty(1).uniform_(self.sigma[0], self.sigma[1]).item())  # the same draw as v2.GaussianBlur
+    def transform(self, inpt, params):
+        H, W = inpt.shape[-2:]
+        s = params['sigma'] / self.size
+        out = separable_gaussian_blur(inpt.as_subclass(torch.Tensor), (blur_kernel_size(W), blur_kernel_size(H)), (s * W, s * H))
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
+# %% ../nbs/02_augment.ipynb #fb1c1ff1
 def colour_jitter(s: float = 1.0, p: float = 0.8) -> v2.RandomApply:
     "Colour jitter of strength `s` (brightness, contrast, saturation 0.8s, hue 0.2s, random order) applied with probability `p`."
     return v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=p)
 
+# %% ../nbs/02_augment.ipynb #6dcf6777
 def colour_distortion(s: float = 1.0) -> list:
     "SimCLR's colour distortion: `colour_jitter(s)` with p=0.8, then grayscale with p=0.2."
     return [colour_jitter(s), v2.RandomGrayscale(p=0.2)]
 
+# %% ../nbs/02_augment.ipynb #93a41932
 def simclr_augment(size: int = 224, s: float = 1.0, blur: bool = True, scale=(0.08, 1.0)) -> v2.Compose:
     "SimCLR's augmentation: crop+resize, flip, colour jitter (strength `s`), grayscale, optional blur; returns float in [0, 1]."
     ops = [v2.ToImage(),
@@ -68,29 +105,40 @@ def simclr_augment(size: int = 224, s: float = 1.0, blur: bool = True, scale=(0.
     if blur: ops.append(v2.RandomApply([GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0))], p=0.5))
     return v2.Compose(ops + [v2.ToDtype(torch.float32, scale=True)])
 
+# %% ../nbs/02_augment.ipynb #6c671596
 def cifar_augment(size: int = 32, s: float = 0.5, scale=(0.08, 1.0)) -> v2.Compose:
     "The CIFAR variant: no blur, colour strength `s` (0.5 in the official CIFAR recipe)."
     return simclr_augment(size, s, blur=False, scale=scale)
 
+# %% ../nbs/02_augment.ipynb #c271f650
 def to_float_image() -> v2.Compose:
     "No augmentation: the image as float in [0, 1]."
     return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
+# %% ../nbs/02_augment.ipynb #76945cae
 def center_crop_eval(size: int = 224, resize: int = 256) -> v2.Compose:
     "Evaluation on ImageNet-like data: resize the shorter side to `resize`, centre crop `size` (thesis 5.2.2)."
     return v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True), v2.CenterCrop(size),
                        v2.ToDtype(torch.float32, scale=True)])
 
+# %% ../nbs/02_augment.ipynb #4d536904
 def transfer_transform(size: int = 224) -> v2.Compose:
     "The thesis' transfer preprocessing (5.2.3): shorter side to `size` with bicubic resampling, centre crop `size`."
     return v2.Compose([v2.ToImage(), v2.Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=True),
                        v2.CenterCrop(size), v2.ToDtype(torch.float32, scale=True), v2.Lambda(lambda x: x.clamp(0, 1))])
 
+# %% ../nbs/02_augment.ipynb #3b731542
 def crop_flip(size: int = 224, scale=(0.08, 1.0)) -> v2.Compose:
     "Fine-tuning and linear-evaluation training augmentation: random resized crop and flip only (thesis 5.2.2)."
     return v2.Compose([v2.ToImage(), v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip(),
                        v2.ToDtype(torch.float32, scale=True)])
 
+# %% ../nbs/02_augment.ipynb #e20ff63b
+def resize_eval(size: int = 224) -> v2.Compose:
+    "Evaluation of images smaller than the network's input (CIFAR at 224, thesis 5.2.1): the whole image resized to `size` x `size`."
+    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
+
+# %% ../nbs/02_augment.ipynb #03ca931d
 AUGMENTATIONS = ('simclr', 'cifar')
 
 def make_augment(name: str, size: int, s: float = 1.0, crop_min: float = 0.08) -> v2.Compose:
@@ -99,16 +147,12 @@ def make_augment(name: str, size: int, s: float = 1.0, crop_min: float = 0.08) -
     if name == 'cifar': return cifar_augment(size, s, scale=(crop_min, 1.0))
     raise ValueError(f"augmentation {name!r} is unknown; choose one of {AUGMENTATIONS}")
 
+# %% ../nbs/02_augment.ipynb #59edab6e
 class TwoViews:
     "Apply `transform` twice, independently, to one image: the positive pair."
     def __init__(self, transform): self.transform = transform
     def __call__(self, x): return self.transform(x), self.transform(x)
     def __repr__(self): return f"TwoViews({self.transform!r})"
-
-# %% ../nbs/02_augment.ipynb #e20ff63b
-def resize_eval(size: int = 224) -> v2.Compose:
-    "Evaluation of images smaller than the network's input (CIFAR at 224, thesis 5.2.1): the whole image resized to `size` x `size`."
-    return v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
 
 # %% ../nbs/02_augment.ipynb #ed46b551
 def record_draws(aug: v2.Compose, img: torch.Tensor, n: int) -> dict:
@@ -134,90 +178,3 @@ def record_draws(aug: v2.Compose, img: torch.Tensor, n: int) -> dict:
     finally:
         for t in [crop, *inner.values()]: del t.make_params
     return rec
-
-# %% ../nbs/02_augment.ipynb #a1f852b6
-FG_LO, FG_HI = 0.05, 0.90  # the thesis' thresholds on the foreground share
-
-def falls_back(ratio, lo: float = FG_LO, hi: float = FG_HI):
-    "Whether an image of foreground share `ratio` takes the standard pipeline: a bool, or a bool tensor for a tensor."
-    return (ratio < lo) | (ratio > hi)
-
-# %% ../nbs/02_augment.ipynb #b5c6abb0
-from dataclasses import dataclass, field
-
-@dataclass
-class RegionPolicy:
-    "Operations (torchvision v2 transforms on uint8 images) for the foreground, the background, and after the crop."
-    fg: list = field(default_factory=list)
-    bg: list = field(default_factory=list)
-    after: list = field(default_factory=list)
-
-class ScaledGaussianBlur(v2.Transform):
-    """SimCLR's blur for an image that is cropped and resized to `size` only afterwards: on an H x W image, a kernel of
-    10% of each side and sigma drawn from `sigma` (the range at `size`) times side / `size`. After the image is resized
-    to `size` this is the standard blur (kernel 10% of `size`, sigma in [0.1, 2.0]); on a `size` image it is that blur."""
-    def __init__(self, size: int, sigma=(0.1, 2.0)):
-        super().__init__()
-        self.size, self.sigma = size, tuple(sigma)
-    def make_params(self, flat_inputs) -> dict:
-        return dict(sigma=torch.empty(1).uniform_(self.sigma[0], self.sigma[1]).item())  # the same draw as v2.GaussianBlur
-    def transform(self, inpt, params):
-        H, W = inpt.shape[-2:]
-        s = params['sigma'] / self.size
-        out = separable_gaussian_blur(inpt.as_subclass(torch.Tensor), (blur_kernel_size(W), blur_kernel_size(H)), (s * W, s * H))
-        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
-
-def thesis_policy(size: int, s: float = 1.0, fg_p: float = 0.8, blur_p: float = 0.85, gray_p: float = 0.3) -> RegionPolicy:
-    """The thesis' policy (5.2.1): colour jitter of strength `s` (p=`fg_p`) on the foreground; blur (p=`blur_p`, sized
-    to the image it runs on for views of side `size`) and grayscale (p=`gray_p`) on the background."""
-    return RegionPolicy(fg=[colour_jitter(s, fg_p)],
-                        bg=[v2.RandomApply([ScaledGaussianBlur(size)], p=blur_p), v2.RandomGrayscale(p=gray_p)])
-
-def fg_ratio(mask: torch.Tensor) -> torch.Tensor:
-    "F_ratio (thesis eq. 3): the share of foreground pixels of each mask (..., H, W)."
-    return mask.float().mean((-2, -1))
-
-def _compose(ops: list):
-    "`ops` as one callable (the identity when empty)."
-    return v2.Compose(ops) if ops else (lambda x: x)
-
-def region_augment(img: torch.Tensor, mask: torch.Tensor, policy: RegionPolicy) -> torch.Tensor:
-    "x_segaug = m * fg_aug(x) + (1 - m) * bg_aug(x) for one uint8 image (3, H, W) and bool mask (H, W)."
-    return torch.where(mask, _compose(policy.fg)(img), _compose(policy.bg)(img))
-
-class SegAugViews:
-    "Two SegAug views of (image, mask), with the standard pipeline as fallback outside [`lo`, `hi`] foreground share."
-    def __init__(self, size: int, policy: RegionPolicy | None = None, standard=None, lo: float = FG_LO, hi: float = FG_HI,
-                 scale=(0.08, 1.0), return_masks: bool = False):
-        self.policy = policy if policy is not None else thesis_policy(size)
-        self.standard = standard if standard is not None else simclr_augment(size)
-        self.size, self.lo, self.hi, self.return_masks = size, lo, hi, return_masks
-        self.crop = v2.RandomResizedCrop(size, scale=scale, ratio=(3 / 4, 4 / 3), antialias=True)
-        # composed once: building transforms per call costs as much as running them on a 32x32 image
-        self.fg, self.bg, self.after = _compose(self.policy.fg), _compose(self.policy.bg), _compose(self.policy.after)
-
-    def falls_back(self, mask: torch.Tensor) -> bool:
-        "Whether an image with `mask` takes the standard pipeline (foreground share outside [lo, hi])."
-        return bool(falls_back(float(fg_ratio(mask)), self.lo, self.hi))
-
-    def view(self, img: torch.Tensor, mask: torch.Tensor):
-        "One view: a fresh draw of x_segaug, then one crop + flip draw applied to both image and mask."
-        x = torch.where(mask, self.fg(img), self.bg(img))
-        p = self.crop.make_params([x])
-        box, size = (p['top'], p['left'], p['height'], p['width']), [self.size, self.size]
-        x = v2.functional.resized_crop(x, *box, size, antialias=True)
-        m = v2.functional.resized_crop(mask[None].to(torch.uint8), *box, size, interpolation=InterpolationMode.NEAREST)[0]
-        if torch.rand(1).item() < 0.5: x, m = x.flip(-1), m.flip(-1)
-        x = self.after(x)
-        return v2.functional.to_dtype(x, torch.float32, scale=True), m.bool()
-
-    def __call__(self, img, mask: torch.Tensor):
-        img = v2.functional.to_image(img).as_subclass(torch.Tensor)
-        if mask.shape != img.shape[-2:]:
-            mask = v2.functional.resize(mask[None].to(torch.uint8), list(img.shape[-2:]),
-                                        interpolation=InterpolationMode.NEAREST)[0].bool()
-        if self.falls_back(mask):
-            views = (self.standard(img), self.standard(img))
-            return (views, None) if self.return_masks else views
-        (v1, m1), (v2_, m2) = self.view(img, mask), self.view(img, mask)
-        return ((v1, v2_), (m1, m2)) if self.return_masks else (v1, v2_)

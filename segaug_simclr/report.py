@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .augment import FG_HI, FG_LO
+from .segaug import FG_HI, FG_LO
 from .core import atomic_write, atomic_write_text, read_jsonl
 
 # %% auto #0
@@ -195,7 +195,8 @@ def mask_cases(ratios: torch.Tensor, lo: float = FG_LO, hi: float = FG_HI) -> di
 def plot_mask_examples(segaug_ds, indices: dict):
     "One row per case of `indices` (name -> index) of a `SegAugDataset`: image, mask with F_ratio, two SegAug views."
     import matplotlib.pyplot as plt
-    from segaug_simclr.segment import _raw_item, plot_segaug
+    from segaug_simclr.segment import _raw_item
+    from segaug_simclr.segaug import plot_segaug
     fig, axs = plt.subplots(len(indices), 4, figsize=(9, 2.4 * len(indices)), squeeze=False)
     for row, (name, i) in zip(axs, indices.items()):
         plot_segaug(_raw_item(segaug_ds.ds, i), segaug_ds.masks[i], segaug_ds.views, axs=row, title=name.replace('_', ' '))

@@ -20,10 +20,10 @@ from .core import (append_jsonl, atomic_write_text, folder_lock, get_device, rea
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
 from .data import DATASETS, epoch_generator, epoch_order, get_dataset, num_classes
-from .augment import (FG_HI, FG_LO, SegAugViews, TwoViews, colour_distortion, make_augment, thesis_policy,
-                                   to_float_image)
-from .segment import (DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, SegAugDataset, build_mask_cache, fallback_share,
-                                   get_segmenter, parse_degrade)
+from .augment import TwoViews, colour_distortion, make_augment, to_float_image
+from .segaug import FG_HI, FG_LO, SegAugViews, thesis_policy
+from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, build_mask_cache, get_segmenter, parse_degrade
+from .segaug import fallback_share, SegAugDataset
 from .losses import nt_xent
 from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
@@ -211,7 +211,8 @@ def pretrain_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device:
                       persistent_workers=False)
 
 # %% ../nbs/07_train.ipynb #c4d1e2f7
-from .batch_augment import BatchSegAug, BatchViews, DeviceLoader, load_size
+from .batch_augment import BatchViews, DeviceLoader, load_size
+from .segaug import BatchSegAug
 from .data import FileImageDataset, ImageTensorDataset
 
 def _batch_views(ds):

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from segaug_simclr.augment import SegAugViews, cifar_augment, simclr_augment
-from segaug_simclr.batch_augment import BatchSegAug, BatchViews, DeviceLoader
+from segaug_simclr.augment import cifar_augment, simclr_augment
+from segaug_simclr.segaug import SegAugViews
+from segaug_simclr.batch_augment import BatchViews, DeviceLoader
+from segaug_simclr.segaug import BatchSegAug
 from segaug_simclr.core import read_jsonl
 from segaug_simclr.data import synthetic_shapes
 from segaug_simclr.pretrain_cli import parse_config

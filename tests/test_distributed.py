@@ -6,7 +6,8 @@ import torch
 
 from dist_equivalence import build_model, fixed_batch
 from segaug_simclr.losses import nt_xent
-from segaug_simclr.segment import MaskStore, fallback_share
+from segaug_simclr.segment import MaskStore
+from segaug_simclr.segaug import fallback_share
 from segaug_simclr.checkpoint import CHECKPOINT, load_checkpoint
 
 HERE = Path(__file__).resolve().parent

@@ -166,7 +166,8 @@ def test_segaug_region_settings_default_to_the_thesis_and_reach_the_run(tiny_cfg
     from pathlib import Path
     from torchvision.transforms import v2
     from segaug_simclr import train
-    from segaug_simclr.augment import ScaledGaussianBlur, thesis_policy
+    from segaug_simclr.augment import ScaledGaussianBlur
+    from segaug_simclr.segaug import thesis_policy
     c = train.PretrainConfig()
     assert (c.fg_color_strength, c.fg_color_p, c.bg_blur_p, c.bg_gray_p) == (1.0, 0.8, 0.85, 0.3)  # thesis 5.2.1
     pol = thesis_policy(224)
@@ -191,7 +192,8 @@ def test_segaug_region_settings_default_to_the_thesis_and_reach_the_run(tiny_cfg
 def test_segaug_background_blur_on_a_large_image_matches_the_standard_view(sigma):
     "The region blur runs before the crop; after the crop and resize it must be as strong as SimCLR's blur of the view."
     from torchvision.transforms import v2
-    from segaug_simclr.augment import GaussianBlur, RegionPolicy, ScaledGaussianBlur, SegAugViews
+    from segaug_simclr.augment import GaussianBlur, ScaledGaussianBlur
+    from segaug_simclr.segaug import RegionPolicy, SegAugViews
     g = torch.Generator().manual_seed(0)
     big = (torch.rand(3, 448, 448, generator=g) * 255).to(torch.uint8)
     mask = torch.zeros(448, 448, dtype=torch.bool)                    # all background

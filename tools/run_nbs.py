@@ -4,7 +4,7 @@
 
 Every code cell runs as `nbdev_test` runs it (from the notebook's folder, in one kernel), except the cells flagged
 `slow`, `gpu` or `notest` (settings.ini `tst_flags`): those keep the outputs they had. Figures are stored as PNG at
-the notebook's own size (not retina), then `nbdev_clean` strips execution counts and metadata, so that the sync check
+72 dpi (not retina), then `nbdev_clean` strips execution counts and metadata, so that the sync check
 in `tools/test.sh` finds nothing to change. A notebook whose cell fails is left untouched and the error is printed.
 """
 import os, sys, time
@@ -17,6 +17,7 @@ from nbdev.config import get_config
 from nbdev.process import NBProcessor, extract_directives
 
 SKIP = set(get_config().tst_flags.split())
+SMALL_FIGURES = "import matplotlib; matplotlib.rcParams['figure.dpi'] = 72"  # committed figures: small files, sharp enough
 
 
 def _skip(cell):
@@ -35,6 +36,7 @@ def run_notebook(path: Path) -> float:
     shell = CaptureShell(path, mpl_format='png')
     os.environ['IN_TEST'] = '1'                       # the notebooks' own small-work switch, as under nbdev_test
     with working_directory(path.parent):
+        shell.run(SMALL_FIGURES)
         shell.run_all(nb, exc_stop=True, preproc=_skip)
     write_nb(nb, path)
     return time.time() - start
