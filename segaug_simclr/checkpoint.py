@@ -17,7 +17,7 @@ from .core import atomic_save, rng_state
 __all__ = ['RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'recipe_names', 'recipe_settings', 'default_recipe',
            'recipe_record', 'save_checkpoint', 'load_checkpoint']
 
-# %% ../nbs/06c_checkpoint.ipynb #01799857
+# %% ../nbs/06c_checkpoint.ipynb #8d230325
 RECIPES = {
     'paper-imagenet': dict(augment='simclr', color_strength=1.0, crop_min=0.08, lr=0.3, lr_scaling='linear'),
     'paper-cifar': dict(augment='cifar', color_strength=0.5, crop_min=0.08, lr=1.0, lr_scaling='linear'),
@@ -31,15 +31,18 @@ def recipe_names() -> tuple[str, ...]:
     "The names of the recipes."
     return tuple(RECIPES)
 
+# %% ../nbs/06c_checkpoint.ipynb #3f41947b
 def recipe_settings(name: str) -> dict:
     "The `PretrainConfig` fields recipe `name` sets, and their values."
     if name not in RECIPES: raise ValueError(f"recipe {name!r} is unknown; choose one of {', '.join(RECIPES)} (or 'auto')")
     return dict(RECIPES[name])
 
+# %% ../nbs/06c_checkpoint.ipynb #e5589cb3
 def default_recipe(dataset: str, image_size: int) -> str:
     "The paper's recipe for `dataset` at `image_size`: 'paper-cifar' for CIFAR and small images, else 'paper-imagenet'."
     return 'paper-cifar' if dataset in ('cifar10', 'cifar100') or image_size < 96 else 'paper-imagenet'
 
+# %% ../nbs/06c_checkpoint.ipynb #ddc9ba8f
 def recipe_record(cfg) -> dict:
     "What the recipe of `cfg` (a resolved config or its dict) set, and which of its fields were given otherwise."
     c = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
@@ -48,7 +51,7 @@ def recipe_record(cfg) -> dict:
     return dict(recipe=c['recipe'], recipe_set={k: v for k, v in rs.items() if c.get(k) == v},
                 recipe_overrides={k: c.get(k) for k, v in rs.items() if c.get(k) != v})
 
-# %% ../nbs/06c_checkpoint.ipynb #ff9601f0
+# %% ../nbs/06c_checkpoint.ipynb #1f87bb20
 CHECKPOINT, METRICS, CONFIG = 'checkpoint.pt', 'metrics.jsonl', 'config.json'
 
 def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: int, step: int, cfg,
@@ -61,6 +64,7 @@ def save_checkpoint(path, model, opt, sched, scaler, probe, probe_opt, epoch: in
                             rng=rng_state(), epoch=epoch, step=step, config=cfg if isinstance(cfg, dict) else asdict(cfg),
                             history=list(history or []), version=__version__), path)
 
+# %% ../nbs/06c_checkpoint.ipynb #36e3a8d1
 _CKPT_KEYS = ('model', 'config', 'epoch')
 
 def load_checkpoint(path, map_location='cpu') -> dict:

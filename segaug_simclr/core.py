@@ -30,13 +30,14 @@ def get_device(name: str = 'auto') -> torch.device:
         raise RuntimeError(f"device {name!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return dev
 
-# %% ../nbs/00_core.ipynb #6a2da948
+# %% ../nbs/00_core.ipynb #b1c9969e
 def seed_everything(seed: int) -> None:
     "Seed Python's `random`, NumPy and PyTorch (CPU and every CUDA device)."
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
+# %% ../nbs/00_core.ipynb #430876c3
 def rng_state() -> dict:
     """Every random stream's state (Python, NumPy, torch CPU, torch CUDA) as tensors and plain types, so that a
     checkpoint holding it loads with `torch.load(weights_only=True)`."""
@@ -49,6 +50,7 @@ def rng_state() -> dict:
     if torch.cuda.is_available(): state['cuda'] = torch.cuda.get_rng_state_all()
     return state
 
+# %% ../nbs/00_core.ipynb #8e20bb4e
 def set_rng_state(state: dict) -> None:
     "Restore the streams saved by `rng_state`."
     p, n = state['python'], state['numpy']
@@ -57,7 +59,7 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
-# %% ../nbs/00_core.ipynb #e80e6f5b
+# %% ../nbs/00_core.ipynb #fcd8e753
 def _umask() -> int:
     "The process' umask (read by setting it and putting it back)."
     mask = os.umask(0o022); os.umask(mask)
@@ -78,21 +80,24 @@ def atomic_write(path, write_fn: Callable[[Path], None]) -> Path:
         if tmp.exists(): tmp.unlink()
     return path
 
+# %% ../nbs/00_core.ipynb #e1611b06
 def atomic_save(obj, path) -> Path:
     "`torch.save` `obj` to `path` atomically."
     return atomic_write(path, lambda p: torch.save(obj, p))
 
+# %% ../nbs/00_core.ipynb #a5a65a3f
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` atomically."
     return atomic_write(path, lambda p: p.write_text(text))
 
-# %% ../nbs/00_core.ipynb #7cc14664
+# %% ../nbs/00_core.ipynb #c070c3c1
 def append_jsonl(path, record: dict) -> None:
     "Append `record` as one JSON line to `path` (created with its folder if missing)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
 
+# %% ../nbs/00_core.ipynb #b303e6a5
 def read_jsonl(path, skip_bad: bool = False) -> list[dict]:
     """All records of a JSON-lines file (an empty list if it does not exist). A line that is not JSON (e.g. the last
     line of a writer that was killed) raises an error naming the file and line, or with `skip_bad` is dropped with a warning."""
@@ -109,16 +114,18 @@ def read_jsonl(path, skip_bad: bool = False) -> list[dict]:
                           "e.g. the half-written last line of a run that was killed")
     return recs
 
-# %% ../nbs/00_core.ipynb #b6646a42
+# %% ../nbs/00_core.ipynb #dd5add24
 class FolderLockedError(RuntimeError):
     "Another process holds the lock of a folder."
 
+# %% ../nbs/00_core.ipynb #9655a8d4
 def _holder(path) -> str:
     "Who holds the lock file `path`, as written into it."
     try: h = json.loads(Path(path).read_text())
     except (OSError, ValueError): return 'another process'
     return f"process {h.get('pid')} on {h.get('host')}, since {h.get('since')}"
 
+# %% ../nbs/00_core.ipynb #3ee8d83f
 @contextlib.contextmanager
 def folder_lock(path, wait: bool = False, what: str = 'the folder', hint: str = ''):
     """Hold an exclusive lock on the lock file `path` while the block runs (removed afterwards). If another process

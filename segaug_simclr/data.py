@@ -20,9 +20,9 @@ from torch.utils.data import Dataset
 # %% auto #0
 __all__ = ['IMG_EXTENSIONS', 'SHAPES', 'TEXTURES', 'DATASETS', 'to_rgb', 'load_rgb', 'ImageTensorDataset', 'FileImageDataset',
            'label_fraction', 'per_class_split', 'synthetic_shapes', 'scan_image_folder', 'DatasetInfo',
-           'register_dataset', 'get_dataset', 'num_classes', 'epoch_generator', 'epoch_order']
+           'register_dataset', 'num_classes', 'get_dataset', 'epoch_generator', 'epoch_order']
 
-# %% ../nbs/01_data.ipynb #26f86275
+# %% ../nbs/01_data.ipynb #a6454c44
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -39,13 +39,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
         return white
     return img if img.mode == 'RGB' else img.convert('RGB')
 
+# %% ../nbs/01_data.ipynb #430ea9c1
 def load_rgb(path) -> Image.Image:
     "The image at `path`, fully decoded, as 8-bit RGB (raises `OSError` for a broken file)."
     with Image.open(path) as img:
         img.load()
         return to_rgb(img)
 
-# %% ../nbs/01_data.ipynb #3b3c30e9
+# %% ../nbs/01_data.ipynb #840473ee
 class ImageTensorDataset(Dataset):
     "Images held in memory as a uint8 tensor (N, 3, H, W) with labels, optional masks (N, H, W); `transform` per item."
     def __init__(self, images: torch.Tensor, labels, classes: list[str] | None = None,
@@ -71,6 +72,7 @@ class ImageTensorDataset(Dataset):
         return ImageTensorDataset(self.images[idx], self.targets[idx], self.classes, self.transform,
                                   None if self.masks is None else self.masks[idx])
 
+# %% ../nbs/01_data.ipynb #cc6e10b8
 def _readable(path) -> str | None:
     "None if `path` opens as an image (header check), else the reason."
     try:
@@ -79,6 +81,7 @@ def _readable(path) -> str | None:
     except Exception as e:  # PIL raises many types for broken files
         return f"{type(e).__name__}: {e}"
 
+# %% ../nbs/01_data.ipynb #9f0f5a64
 class FileImageDataset(Dataset):
     "Images read from `files` on demand as RGB; unreadable files are skipped and listed in `skipped`."
     def __init__(self, files, labels, classes: list[str], transform: Callable | None = None, name: str = 'dataset',
@@ -129,7 +132,7 @@ class FileImageDataset(Dataset):
         sub.skipped = list(self.skipped)
         return sub
 
-# %% ../nbs/01_data.ipynb #60c5affc
+# %% ../nbs/01_data.ipynb #8d698a6b
 def label_fraction(targets, fraction: float, seed: int = 0) -> torch.Tensor:
     "Sorted indices of a stratified, seeded `fraction` of each class of `targets` (at least one per class)."
     if not 0 < fraction <= 1: raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -142,6 +145,7 @@ def label_fraction(targets, fraction: float, seed: int = 0) -> torch.Tensor:
         keep.append(idx[torch.randperm(len(idx), generator=g)[:k]])
     return torch.cat(keep).sort().values
 
+# %% ../nbs/01_data.ipynb #12ec78cf
 def per_class_split(targets, train_per_class: int | float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     "Seeded (train, test) indices: `train_per_class` images (or that fraction) of each class to train, the rest to test."
     targets = torch.as_tensor(targets)
@@ -155,7 +159,7 @@ def per_class_split(targets, train_per_class: int | float, seed: int = 0) -> tup
     test = torch.ones(len(targets), dtype=torch.bool); test[train] = False
     return train, test.nonzero().flatten()
 
-# %% ../nbs/01_data.ipynb #7e398df2
+# %% ../nbs/01_data.ipynb #8e8ba347
 SHAPES = ('disk', 'ring', 'triangle', 'square', 'star', 'cross', 'crescent', 'ell', 'tee', 'bars')
 TEXTURES = ('noise', 'stripes', 'checks', 'gradient', 'blobs')
 
@@ -175,6 +179,7 @@ def _shape_mask(kind: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if name == 'tee': return ((u.abs() <= 0.25) & (v >= -0.9) & (v <= 0.5)) | ((u.abs() <= 0.85) & (v >= 0.4) & (v <= 0.9))
     return (((v - 0.45).abs() <= 0.2) | ((v + 0.45).abs() <= 0.2)) & (u.abs() <= 0.85)
 
+# %% ../nbs/01_data.ipynb #02c057f9
 def _palette(n: int, g: torch.Generator, warm: torch.Tensor | None = None) -> torch.Tensor:
     "`n` random RGB colours in [0, 1]; with `warm` (bool per row) red-dominant or blue-dominant colours."
     c = torch.rand(n, 3, generator=g)
@@ -183,6 +188,28 @@ def _palette(n: int, g: torch.Generator, warm: torch.Tensor | None = None) -> to
         c[:, 0] = torch.where(warm, hi, lo); c[:, 2] = torch.where(warm, lo, hi)
     return c
 
+def _pattern(name: str, m: int, xs: torch.Tensor, ys: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    "Weights (m, size, size) in [0, 1] of the first colour in `m` backgrounds of the two-colour texture `name`."
+    r = lambda *s: torch.rand(*s, generator=g)
+    if name == 'stripes':
+        a, f, ph = r(m) * math.pi, 2 + 4 * r(m), r(m) * 2 * math.pi
+        proj = xs * torch.cos(a)[:, None, None] + ys * torch.sin(a)[:, None, None]
+        return 0.5 + 0.5 * torch.sin(2 * math.pi * f[:, None, None] * proj / size + ph[:, None, None])
+    if name == 'checks':
+        cell = torch.randint(3, 9, (m,), generator=g).float()[:, None, None]
+        return ((torch.div(xs, cell, rounding_mode='floor') + torch.div(ys, cell, rounding_mode='floor')) % 2)
+    if name == 'gradient':
+        a = r(m) * 2 * math.pi
+        proj = (xs - size / 2) * torch.cos(a)[:, None, None] + (ys - size / 2) * torch.sin(a)[:, None, None]
+        return (proj / size + 0.5).clamp(0, 1)
+    w = torch.zeros(m, size, size)  # blobs: a few soft discs of the second colour
+    for _ in range(4):
+        cx, cy, s = r(m) * size, r(m) * size, size * (0.08 + 0.15 * r(m))
+        d2 = (xs - cx[:, None, None]) ** 2 + (ys - cy[:, None, None]) ** 2
+        w = torch.maximum(w, torch.exp(-d2 / (2 * s[:, None, None] ** 2)))
+    return w
+
+# %% ../nbs/01_data.ipynb #cc556b47
 def _textures(kinds: torch.Tensor, size: int, g: torch.Generator, warm: torch.Tensor | None = None,
               contrast: float = 0.5) -> torch.Tensor:
     "Backgrounds (N, 3, size, size) in [0, 1] of texture `kinds` (indices into `TEXTURES`)."
@@ -200,27 +227,12 @@ def _textures(kinds: torch.Tensor, size: int, g: torch.Generator, warm: torch.Te
             low = c1[sel] + 0.6 * contrast * (r(m, 3, 4, 4) - 0.5)
             t = F.interpolate(low, size=(size, size), mode='bilinear', align_corners=False) + 0.08 * (r(m, 3, size, size) - 0.5)
         else:
-            if name == 'stripes':
-                a, f, ph = r(m) * math.pi, 2 + 4 * r(m), r(m) * 2 * math.pi
-                proj = xs * torch.cos(a)[:, None, None] + ys * torch.sin(a)[:, None, None]
-                w = 0.5 + 0.5 * torch.sin(2 * math.pi * f[:, None, None] * proj / size + ph[:, None, None])
-            elif name == 'checks':
-                cell = torch.randint(3, 9, (m,), generator=g).float()[:, None, None]
-                w = ((torch.div(xs, cell, rounding_mode='floor') + torch.div(ys, cell, rounding_mode='floor')) % 2)
-            elif name == 'gradient':
-                a = r(m) * 2 * math.pi
-                proj = (xs - size / 2) * torch.cos(a)[:, None, None] + (ys - size / 2) * torch.sin(a)[:, None, None]
-                w = (proj / size + 0.5).clamp(0, 1)
-            else:  # blobs: a few soft discs of the second colour
-                w = torch.zeros(m, size, size)
-                for _ in range(4):
-                    cx, cy, s = r(m) * size, r(m) * size, size * (0.08 + 0.15 * r(m))
-                    d2 = (xs - cx[:, None, None]) ** 2 + (ys - cy[:, None, None]) ** 2
-                    w = torch.maximum(w, torch.exp(-d2 / (2 * s[:, None, None] ** 2)))
+            w = _pattern(name, m, xs, ys, size, g)
             t = c1[sel] * w[:, None] + c2[sel] * (1 - w[:, None])
         out[sel] = t.clamp(0, 1)
     return out
 
+# %% ../nbs/01_data.ipynb #db546260
 def _render(labels: torch.Tensor, kinds: torch.Tensor, warm, size: int, g: torch.Generator):
     "Images (uint8) and masks of shapes `labels` on textures `kinds`."
     n = len(labels)
@@ -248,6 +260,7 @@ def _render(labels: torch.Tensor, kinds: torch.Tensor, warm, size: int, g: torch
     img = torch.where(masks[:, None], (obj[:, :, None, None] * shade).clamp(0, 1), bg)
     return (img * 255).round().to(torch.uint8), masks
 
+# %% ../nbs/01_data.ipynb #bc8644d1
 def synthetic_shapes(n: int = 5000, size: int = 32, seed: int = 0, spurious: float = 0.0) -> ImageTensorDataset:
     "`n` images of the 10 `SHAPES` on textured backgrounds with exact masks; `spurious` ties backgrounds to classes."
     if not 0 <= spurious <= 1: raise ValueError(f"spurious must be a probability in [0, 1], got {spurious}")
@@ -288,7 +301,7 @@ def scan_image_folder(folder) -> tuple[list[str], list[tuple[Path, int]], list[s
             samples += [(Path(root) / f, label) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)]
     return classes, samples, sorted(skipped)
 
-# %% ../nbs/01_data.ipynb #c1d308c5
+# %% ../nbs/01_data.ipynb #2aaf044b
 @dataclass
 class DatasetInfo:
     "A registered dataset: how to build it, its splits, and how a user gets the files."
@@ -296,6 +309,7 @@ class DatasetInfo:
     splits: tuple[str, ...]
     how_to_get: str
 
+# %% ../nbs/01_data.ipynb #047f83aa
 DATASETS: dict[str, DatasetInfo] = {}
 
 def register_dataset(name: str, splits: tuple[str, ...], how_to_get: str = "pass download=True (CLI: --download) to fetch it with torchvision"):
@@ -305,6 +319,7 @@ def register_dataset(name: str, splits: tuple[str, ...], how_to_get: str = "pass
         return fn
     return deco
 
+# %% ../nbs/01_data.ipynb #a34d6a52
 def _in_memory(images: np.ndarray, labels, classes, chw: bool = False) -> ImageTensorDataset:
     t = torch.from_numpy(np.ascontiguousarray(images))
     return ImageTensorDataset(t if chw else t.permute(0, 3, 1, 2).contiguous(), labels, list(classes))
@@ -328,6 +343,7 @@ def _stl10(root, split, download, seed, **kw):
     labels = np.where(ds.labels < 0, -1, ds.labels) if ds.labels is not None else np.full(len(ds.data), -1)
     return ImageTensorDataset(torch.from_numpy(ds.data), labels, list(ds.classes))
 
+# %% ../nbs/01_data.ipynb #06481aa1
 def _folder_dataset(folder: Path, name: str, check: bool = True) -> FileImageDataset:
     "An `ImageFolder` tree read as a `FileImageDataset`; empty class folders are reported, no images is an error."
     layout = f"{folder}/<class>/<image>{{{','.join(IMG_EXTENSIONS[:3])},...}}"
@@ -346,6 +362,7 @@ def _folder_dataset(folder: Path, name: str, check: bool = True) -> FileImageDat
     ds.empty_classes = empty
     return ds
 
+# %% ../nbs/01_data.ipynb #dce8eca3
 @register_dataset('imagefolder', ('train', 'val', 'test'), "arrange the images as <root>/<split>/<class>/<image>")
 def _imagefolder(root, split, download, seed, check=True, **kw):
     return _folder_dataset(Path(root) / split, 'imagefolder', check)
@@ -363,6 +380,7 @@ def _imagenet(root, split, download, seed, subset_file=None, check=True, **kw):
         ds = ds.subset(idx)
     return ds
 
+# %% ../nbs/01_data.ipynb #e366e9ea
 @register_dataset('flowers102', ('train', 'val', 'test'))
 def _flowers102(root, split, download, seed, check=True, **kw):
     from torchvision.datasets import Flowers102
@@ -376,6 +394,7 @@ def _pets(root, split, download, seed, check=True, **kw):
     tv = OxfordIIITPet(str(root), split='test' if split == 'test' else 'trainval', download=download)
     return FileImageDataset(tv._images, tv._labels, list(tv.classes), name='pets', mask_files=tv._segs, check=check)
 
+# %% ../nbs/01_data.ipynb #9c2c5fd8
 @register_dataset('sun397', ('train', 'test'))
 def _sun397(root, split, download, seed, check=True, train_fraction=0.5, **kw):
     from torchvision.datasets import SUN397
@@ -401,6 +420,13 @@ def _synthetic(root, split, download, seed, size=32, n=None, spurious=0.0, **kw)
     if split == 'train': return synthetic_shapes(n or 5000, size, seed, spurious)
     return synthetic_shapes(n or 1000, size, seed + 1_000_003, 0.0)
 
+# %% ../nbs/01_data.ipynb #191701b1
+def num_classes(ds) -> int:
+    "Number of classes of `ds` (from its `classes`)."
+    if hasattr(ds, 'classes'): return len(ds.classes)
+    raise ValueError("the dataset has no `classes` attribute; give it one (a list of class names)")
+
+# %% ../nbs/01_data.ipynb #69c7ef90
 def get_dataset(name: str, root='data', split: str = 'train', download: bool = False, transform: Callable | None = None,
                 num_images: int | None = None, seed: int = 0, fraction: float | None = None, **kw):
     """Dataset `name` of `DATASETS` for `split`. `fraction` keeps a stratified, seeded share of each class (e.g. the
@@ -423,16 +449,12 @@ def get_dataset(name: str, root='data', split: str = 'train', download: bool = F
     ds.transform = transform
     return ds
 
-def num_classes(ds) -> int:
-    "Number of classes of `ds` (from its `classes`)."
-    if hasattr(ds, 'classes'): return len(ds.classes)
-    raise ValueError("the dataset has no `classes` attribute; give it one (a list of class names)")
-
-# %% ../nbs/01_data.ipynb #b356a3c3
+# %% ../nbs/01_data.ipynb #4f7e5f90
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     "The generator that fixes epoch `epoch`'s data order and worker seeds."
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
+# %% ../nbs/01_data.ipynb #2673c6ab
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     "The sample order of `epoch`: a permutation of `n` fixed by (`seed`, `epoch`)."
     return torch.randperm(n, generator=epoch_generator(seed, epoch))

@@ -15,23 +15,27 @@ from torch import nn
 __all__ = ['world_size', 'rank', 'is_main', 'torchrun_env', 'init_distributed', 'barrier', 'all_reduce_with_grad',
            'gather_with_grad', 'GlobalBatchNorm', 'convert_global_bn']
 
-# %% ../nbs/00a_distributed.ipynb #c7c6dcaa
+# %% ../nbs/00a_distributed.ipynb #33514ce0
 def world_size() -> int:
     "Number of processes in the default group (1 when not distributed)."
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
+# %% ../nbs/00a_distributed.ipynb #c79cfe1f
 def rank() -> int:
     "This process's rank (0 when not distributed)."
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
+# %% ../nbs/00a_distributed.ipynb #59232288
 def is_main() -> bool:
     "Whether this process writes checkpoints, metrics and progress bars (rank 0)."
     return rank() == 0
 
+# %% ../nbs/00a_distributed.ipynb #86fe0329
 def torchrun_env() -> dict:
     "RANK, LOCAL_RANK and WORLD_SIZE as set by torchrun (defaults for a single process)."
     return {k: int(os.environ.get(k, d)) for k, d in (('RANK', 0), ('LOCAL_RANK', 0), ('WORLD_SIZE', 1))}
 
+# %% ../nbs/00a_distributed.ipynb #b49d849f
 def init_distributed(device_type: str) -> bool:
     "Join the process group torchrun set up (NCCL for CUDA, Gloo otherwise); True if this call initialised it."
     env = torchrun_env()
@@ -41,11 +45,12 @@ def init_distributed(device_type: str) -> bool:
     dist.init_process_group(backend, timeout=timedelta(minutes=30))
     return True
 
+# %% ../nbs/00a_distributed.ipynb #a2cb3312
 def barrier():
     "Wait for every process (no-op when not distributed)."
     if world_size() > 1: dist.barrier()
 
-# %% ../nbs/00a_distributed.ipynb #0c92c223
+# %% ../nbs/00a_distributed.ipynb #faf591ae
 class _AllReduceSum(torch.autograd.Function):
     "y = sum over processes of x; the gradient of x is the sum over processes of the gradients of y."
     @staticmethod
@@ -60,6 +65,11 @@ class _AllReduceSum(torch.autograd.Function):
         dist.all_reduce(g)
         return g
 
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    "Sum of `x` over processes, differentiable (`x` itself when not distributed)."
+    return _AllReduceSum.apply(x) if world_size() > 1 else x
+
+# %% ../nbs/00a_distributed.ipynb #3169d1c1
 class _GatherWithGrad(torch.autograd.Function):
     "All-gather along dim 0; backward: all-reduce the gradient of the gathered tensor, keep this process's slice."
     @staticmethod
@@ -75,15 +85,11 @@ class _GatherWithGrad(torch.autograd.Function):
         dist.all_reduce(g)
         return g[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
 
-def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
-    "Sum of `x` over processes, differentiable (`x` itself when not distributed)."
-    return _AllReduceSum.apply(x) if world_size() > 1 else x
-
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     "`x` (same shape on every process) of all processes concatenated along dim 0, in rank order, keeping gradients."
     return _GatherWithGrad.apply(x) if world_size() > 1 else x
 
-# %% ../nbs/00a_distributed.ipynb #c1da74ad
+# %% ../nbs/00a_distributed.ipynb #23ad6afc
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     "BatchNorm whose training statistics are those of the global batch (all processes), with gradients."
     def _check_input_dim(self, x):
@@ -110,6 +116,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.affine: y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
 
+# %% ../nbs/00a_distributed.ipynb #d1892a2c
 def convert_global_bn(module: nn.Module) -> nn.Module:
     """`module` with every BatchNorm1d/2d computing global-batch statistics: torch's `nn.SyncBatchNorm` when the process
     group runs on NCCL (CUDA: tested kernels, Welford statistics), else a `GlobalBatchNorm` (the CPU's Gloo, where

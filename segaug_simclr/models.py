@@ -11,7 +11,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 # %% auto #0
 __all__ = ['ResNetEncoder', 'resnet', 'count_params', 'ProjectionHead', 'SimCLR', 'simclr_model']
 
-# %% ../nbs/04_models.ipynb #faadb612
+# %% ../nbs/04_models.ipynb #3684fa39
 _RESNET_LAYERS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
                   50: (Bottleneck, [3, 4, 6, 3]), 101: (Bottleneck, [3, 4, 23, 3])}
 
@@ -19,6 +19,7 @@ def _widen(channels: int, width: float) -> int:
     "`channels` scaled by `width`, at least 1."
     return max(1, int(round(channels * width)))
 
+# %% ../nbs/04_models.ipynb #c78b30d2
 class ResNetEncoder(nn.Module):
     "A ResNet without its classifier: images (B, 3, H, W) -> pooled features h (B, `out_dim`)."
     def __init__(self, block, layers: list[int], width: float = 1.0, cifar_stem: bool = False,
@@ -62,6 +63,7 @@ class ResNetEncoder(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
+# %% ../nbs/04_models.ipynb #180cc54f
 def resnet(depth: int = 50, width: float = 1.0, cifar_stem: bool = False, zero_init_residual: bool = True) -> ResNetEncoder:
     "A ResNet-`depth` encoder (18, 34, 50 or 101) with every channel count multiplied by `width`."
     if depth not in _RESNET_LAYERS:
@@ -70,11 +72,12 @@ def resnet(depth: int = 50, width: float = 1.0, cifar_stem: bool = False, zero_i
     block, layers = _RESNET_LAYERS[depth]
     return ResNetEncoder(block, layers, width=width, cifar_stem=cifar_stem, zero_init_residual=zero_init_residual)
 
+# %% ../nbs/04_models.ipynb #47afc621
 def count_params(module: nn.Module) -> int:
     "Number of parameters of `module`."
     return sum(p.numel() for p in module.parameters())
 
-# %% ../nbs/04_models.ipynb #ed8583c3
+# %% ../nbs/04_models.ipynb #8e00a0bb
 class ProjectionHead(nn.Sequential):
     "The MLP g: Linear -> BatchNorm -> ReLU -> Linear, from `in_dim` through `hidden_dim` (default `in_dim`) to `out_dim`."
     def __init__(self, in_dim: int, hidden_dim: int | None = None, out_dim: int = 128):
@@ -83,6 +86,7 @@ class ProjectionHead(nn.Sequential):
                          nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
         self.out_dim = out_dim
 
+# %% ../nbs/04_models.ipynb #e7b2a03d
 class SimCLR(nn.Module):
     "Encoder f and projection head g: `forward(x)` returns `(h, z)`."
     def __init__(self, encoder: nn.Module, head: nn.Module):
@@ -93,6 +97,7 @@ class SimCLR(nn.Module):
         h = self.encoder(x)
         return h, self.head(h)
 
+# %% ../nbs/04_models.ipynb #354ed85e
 def simclr_model(depth: int = 50, width: float = 1.0, cifar_stem: bool = False,
                  proj_hidden: int | None = None, proj_dim: int = 128) -> SimCLR:
     "A `SimCLR` module with a ResNet-`depth` (`width`x) encoder and a projection head."

@@ -55,7 +55,7 @@ def lars_excluded_names(model: nn.Module, opt: LARS) -> list[str]:
     group_of = {id(p): g for g in opt.param_groups for p in g['params']}
     return [n for n, p in model.named_parameters() if id(p) in group_of and LARS.excluded(p, group_of[id(p)])]
 
-# %% ../nbs/06_optim.ipynb #18faba6f
+# %% ../nbs/06_optim.ipynb #bdb1c0dc
 def scaled_lr(base_lr: float, batch_size: int, scaling: str = 'linear') -> float:
     "Peak learning rate: `base_lr` x B/256 ('linear'), `base_lr` x sqrt(B) ('sqrt'), or `base_lr` ('none')."
     if scaling == 'linear': return base_lr * batch_size / 256
@@ -63,17 +63,19 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str = 'linear') -> float
     if scaling == 'none': return base_lr
     raise ValueError(f"lr scaling {scaling!r} is unknown; choose 'linear', 'sqrt' or 'none'")
 
+# %% ../nbs/06_optim.ipynb #d8eed0e6
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     "Learning-rate multiplier at optimiser `step`: linear warm-up from 0, then cosine decay to 0."
     if step < warmup_steps: return step / warmup_steps
     decay_steps = max(1, total_steps - warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, decay_steps) / decay_steps))
 
+# %% ../nbs/06_optim.ipynb #f3529ac5
 def warmup_cosine_scheduler(opt: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
     "A `LambdaLR` following `warmup_cosine`; call `.step()` after every optimiser step."
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, warmup_steps))
 
-# %% ../nbs/06_optim.ipynb #69e81628
+# %% ../nbs/06_optim.ipynb #2e827ee5
 def param_groups(model: nn.Module, weight_decay: float, exclude_1d: bool = True) -> list[dict]:
     "Two parameter groups: weights with `weight_decay`, 1-d parameters (biases, BatchNorm) without it."
     decay, no_decay = [], []
@@ -81,6 +83,7 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_1d: bool = True)
         if p.requires_grad: (no_decay if exclude_1d and p.ndim <= 1 else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
+# %% ../nbs/06_optim.ipynb #c1245279
 OPTIMIZERS = ('lars', 'sgd', 'adam')
 
 def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float = 1e-6,
