@@ -113,5 +113,5 @@ def test_index_is_the_table_of_contents():
     text = ''.join(src for _, src, _ in _cells(ROOT / 'nbs' / 'index.ipynb'))
     for path in LIBRARY:
         assert path.stem in text, f'nbs/index.ipynb does not list {path.name}'
-        exp = re.search(r'#\|\s*default_exp\s+(\S+)', ''.join(s for _, s, _ in _cells(path)))
+        exp = re.search(r'#\|\s*default_exp\s+(\S+)', '\n'.join(s for _, s, _ in _cells(path)))
         if exp: assert f'segaug_simclr.{exp.group(1)}' in text, f'index: module of {path.name} not named'
