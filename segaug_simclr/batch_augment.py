@@ -256,14 +256,14 @@ def load_size(size: int) -> int:
 
 # %% ../nbs/02b_batch_augment.ipynb #5198e443
 class SquareFiles(Dataset):
-    "Items (uint8 image (3, `side`, `side`): the whole file resized, its own (H, W), index) of a `FileImageDataset`."
-    def __init__(self, ds: FileImageDataset, side: int):
-        self.ds, self.side = ds.subset(range(len(ds))), side
-        self.ds.transform = None  # the raw PIL image
+    "Items (uint8 image (3, `side`, `side`): the whole file resized, its own (H, W), index read) of a `FileImageDataset`."
+    def __init__(self, ds: FileImageDataset, side: int): self.ds, self.side = ds, side
     def __len__(self): return len(self.ds)
     def __getitem__(self, i):
-        x = v2.functional.pil_to_tensor(self.ds[i][0])
-        return v2.functional.resize(x, [self.side, self.side], antialias=True), torch.tensor(x.shape[-2:]), i
+        "The file's image as a square, its own size, and the index actually read (another where the file is unreadable)."
+        img, k = self.ds.load(i)
+        x = v2.functional.pil_to_tensor(img)
+        return v2.functional.resize(x, [self.side, self.side], antialias=True), torch.tensor(x.shape[-2:]), k
 
 # %% ../nbs/02b_batch_augment.ipynb #76b99c76
 class DeviceLoader:
@@ -299,8 +299,8 @@ class DeviceLoader:
             return
         decoded = DataLoader(self.square_files, batch_sampler=[b.tolist() for b in batches],
                              num_workers=self.workers, pin_memory=self.device.type == 'cuda')
-        for idx, (x, sizes, _) in zip(batches, decoded):
-            yield idx, idx.to(self.device, non_blocking=True), x.to(self.device, non_blocking=True), sizes
+        for x, sizes, read in decoded:  # `read`: the indices whose files were read (labels and masks follow them)
+            yield read, read.to(self.device, non_blocking=True), x.to(self.device, non_blocking=True), sizes
 
     def _masks(self, idx, di) -> torch.Tensor:
         "The batch's masks on the device, at the size its images are held at."

@@ -105,19 +105,21 @@ class FileImageDataset(Dataset):
 
     def __len__(self): return len(self.files)
 
-    def __getitem__(self, i):
-        # A file that passed the header check can still be truncated: it is skipped at load time, listed, and the
-        # next readable image takes its place so that a DataLoader worker never dies on it.
+    def load(self, i):
+        """(RGB image, index read). A file that passed the header check can still be truncated: it is skipped at load
+        time, listed, and the next readable image takes its place (its index returned) so that a worker never dies on it."""
         for j in range(len(self.files)):
             k = (i + j) % len(self.files)
-            try: img = load_rgb(self.files[k])
+            try: return load_rgb(self.files[k]), k
             except Exception as e:
                 if str(self.files[k]) not in {s for s, _ in self.skipped}:
                     self.skipped.append((str(self.files[k]), f"{type(e).__name__}: {e}"))
                     warnings.warn(f"{self.name}: skipped unreadable image {self.files[k]} ({e})")
-                continue
-            return (self.transform(img) if self.transform is not None else img), int(self.targets[k])
         raise FileNotFoundError(f"{self.name}: none of the image files could be read")
+
+    def __getitem__(self, i):
+        img, k = self.load(i)
+        return (self.transform(img) if self.transform is not None else img), int(self.targets[k])
 
     def mask(self, i) -> torch.Tensor:
         "The stored foreground mask of item `i` (Oxford-IIIT Pet trimaps: boundary pixels count as foreground)."

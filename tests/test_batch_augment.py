@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from segaug_simclr.augment import cifar_augment, simclr_augment
-from segaug_simclr.segaug import SegAugViews
-from segaug_simclr.batch_augment import BatchViews, DeviceLoader
-from segaug_simclr.segaug import BatchSegAug
+from segaug_simclr.batch_augment import BatchViews, DeviceLoader, SquareFiles
+from segaug_simclr.segaug import BatchSegAug, SegAugViews
 from segaug_simclr.core import read_jsonl
 from segaug_simclr.data import synthetic_shapes
 from segaug_simclr.pretrain_cli import parse_config
@@ -135,3 +134,32 @@ def test_batched_path_on_image_files_resumes_exactly(tiny_cfg, tmp_path, augment
     cpu = pretrain(tiny_cfg(out=str(tmp_path / 'c'), **(kw | dict(augment_device='cpu'))))
     c = load_checkpoint(cpu['checkpoint'])['model']
     assert not all(torch.equal(ck['model'][k], c[k]) for k in c)  # the batched path did make the views
+
+
+def test_an_unreadable_file_is_replaced_with_its_label_and_mask(tmp_path):
+    "A file that breaks after the header check is replaced by the next readable one, and its label and mask go with it."
+    import numpy as np
+    from PIL import Image
+    from segaug_simclr.data import get_dataset
+    for k in range(6):  # image k: grey level 40 k, class k % 3
+        (tmp_path / 'train' / f'c{k % 3}').mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((20, 24, 3), 40 * k, np.uint8)).save(tmp_path / 'train' / f'c{k % 3}' / f'{k}.png')
+    ds = get_dataset('imagefolder', tmp_path, 'train')
+    broken = 2
+    ds.files[broken].write_bytes(ds.files[broken].read_bytes()[:60])  # truncated after the dataset checked it
+    with pytest.warns(UserWarning, match='skipped unreadable image'):
+        x, size, read = SquareFiles(ds, 16)[broken]
+    assert read == broken + 1 and size.tolist() == [20, 24]
+    grey = lambda i: int(np.asarray(Image.open(ds.files[i]))[0, 0, 0])
+    assert int(x[0, 0, 0]) == grey(broken + 1)
+    masks = torch.zeros(len(ds), 8, 8, dtype=torch.uint8)
+    for i in range(len(ds)): masks[i, :, : i + 1] = 1  # mask i: i + 1 foreground columns, so each is recognisable
+    order, g = list(range(len(ds))), torch.Generator().manual_seed(0)
+    (_, _), y = next(iter(DeviceLoader(ds, ds.targets, BatchViews(cifar_augment(16)), order, len(ds), g, 'cpu')))
+    assert y.tolist() == ds.targets[[0, 1, 3, 3, 4, 5]].tolist()  # the label of the image read
+    dl = DeviceLoader(ds, ds.targets, BatchViews(cifar_augment(16)), order, len(ds), g, 'cpu', masks,
+                      torch.zeros(len(ds), dtype=torch.bool))
+    idx, _, _, _ = next(dl._batches())
+    assert idx.tolist() == [0, 1, 3, 3, 4, 5]
+    m = dl._masks(idx, idx)
+    assert torch.equal(m[2], m[3]) and not torch.equal(m[1], m[2])  # the mask of the image read
