@@ -38,9 +38,6 @@ __all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_re
            'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine', 'default_hooks',
            'train_one_epoch', 'segaug_dataset', 'run_folder_lock', 'pretrain']
 
-# %% ../nbs/07_train.ipynb #d04d6a44
-AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')  # where the views are made: see "Views made on the device" below
-
 # %% ../nbs/07_train.ipynb #70cb2e75
 @dataclass
 class PretrainConfig:
@@ -121,6 +118,9 @@ class PretrainConfig:
         for ok, msg in checks:
             if not ok: raise ValueError(msg)
         return self
+
+# %% ../nbs/07_train.ipynb #22f5f3e6
+AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')  # the values of `augment_device`: see "Views made on the device" below
 
 # %% ../nbs/07_train.ipynb #e8bf8389
 def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
