@@ -16,16 +16,18 @@ from .train import NonFiniteLossError, PretrainConfig, pretrain
 # %% auto #0
 __all__ = ['flag_type', 'field_help', 'build_parser', 'parse_config', 'config_argv', 'torchrun_command', 'launch', 'main']
 
-# %% ../nbs/07a_pretrain_cli.ipynb #5d3937b7
+# %% ../nbs/07a_pretrain_cli.ipynb #2e96c313
 def flag_type(hint) -> type:
     "The type a flag's value is converted to, from a field's type hint: `int | None` -> int, `str` -> str."
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
+# %% ../nbs/07a_pretrain_cli.ipynb #0fdf0021
 def field_help() -> dict:
     "Each `PretrainConfig` field's documentation (the comment beside it, read by fastcore's `docments`): the flags' help."
     return {k: v for k, v in docments(PretrainConfig).items() if v}
 
+# %% ../nbs/07a_pretrain_cli.ipynb #f585102d
 def _escape(text: str) -> str: return text.replace('%', '%%')  # argparse formats help strings with %
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         else: p.add_argument(flag, type=t, default=f.default, help=h)
     return p
 
+# %% ../nbs/07a_pretrain_cli.ipynb #7c2bcbe7
 def parse_config(argv=None) -> PretrainConfig:
     "A `PretrainConfig` from command-line arguments `argv`."
     return PretrainConfig(**vars(build_parser().parse_args(argv)))
 
+# %% ../nbs/07a_pretrain_cli.ipynb #4483884d
 def config_argv(cfg: PretrainConfig) -> list[str]:
     "Command-line flags that reproduce `cfg` (only the fields that differ from their defaults)."
     args = []
@@ -53,15 +57,18 @@ def config_argv(cfg: PretrainConfig) -> list[str]:
         args += [flag if v else '--no-' + f.name.replace('_', '-')] if isinstance(v, bool) else [flag, str(v)]
     return args
 
+# %% ../nbs/07a_pretrain_cli.ipynb #4e086828
 def torchrun_command(cfg: PretrainConfig, nproc: int | None = None) -> list[str]:
     "The torchrun command line that runs `cfg` with `nproc` (default `cfg.nproc`) processes on this machine."
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc or cfg.nproc}',
             '-m', 'segaug_simclr.pretrain_cli', *config_argv(cfg)]
 
+# %% ../nbs/07a_pretrain_cli.ipynb #0c564205
 def launch(cfg: PretrainConfig, nproc: int | None = None) -> int:
     "Run `cfg` in `nproc` processes through torchrun (from a notebook or the CLI); returns the exit status."
     return subprocess.call(torchrun_command(cfg, nproc))
 
+# %% ../nbs/07a_pretrain_cli.ipynb #3f5cea4f
 def main(argv=None) -> int:
     "Entry point of `python -m segaug_simclr.pretrain_cli`."
     cfg = parse_config(argv)

@@ -21,9 +21,8 @@ from .distributed import (barrier, convert_global_bn, init_distributed, is_main,
                                        world_size)
 from .data import DATASETS, epoch_generator, epoch_order, get_dataset, num_classes
 from .augment import TwoViews, colour_distortion, make_augment, to_float_image
-from .segaug import FG_HI, FG_LO, SegAugViews, thesis_policy
 from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, build_mask_cache, get_segmenter, parse_degrade
-from .segaug import fallback_share, SegAugDataset
+from .segaug import FG_HI, FG_LO, SegAugDataset, SegAugViews, fallback_share, thesis_policy
 from .losses import nt_xent
 from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
@@ -32,15 +31,13 @@ from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, l
                                       recipe_record, recipe_settings, save_checkpoint)
 
 # %% auto #0
-__all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks', 'NonFiniteLossError',
-           'autocast', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader',
-           'resume_differences', 'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteGuard',
+__all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks', 'autocast', 'EpochSampler',
+           'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader', 'resume_differences',
+           'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteLossError', 'NonFiniteGuard',
            'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine', 'default_hooks',
-           'train_one_epoch', 'segaug_dataset', 'pretrain', 'run_folder_lock']
+           'train_one_epoch', 'segaug_dataset', 'run_folder_lock', 'pretrain']
 
-# %% ../nbs/07_train.ipynb #a5c20352
-AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')
-
+# %% ../nbs/07_train.ipynb #70cb2e75
 @dataclass
 class PretrainConfig:
     "Every setting of a SimCLR pretraining run."
@@ -121,6 +118,9 @@ class PretrainConfig:
             if not ok: raise ValueError(msg)
         return self
 
+# %% ../nbs/07_train.ipynb #22f5f3e6
+AUGMENT_DEVICES = ('auto', 'cpu', 'cuda', 'batch')  # the values of `augment_device`: see "Views made on the device" below
+
 # %% ../nbs/07_train.ipynb #e8bf8389
 def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
     "A copy of `cfg` with its recipe named ('auto' resolved) and every recipe field left at None filled from it."
@@ -128,13 +128,19 @@ def resolve_recipe(cfg: PretrainConfig) -> PretrainConfig:
     unset = {k: v for k, v in recipe_settings(name).items() if getattr(cfg, k) is None}
     return replace(cfg, recipe=name, **unset)
 
-# %% ../nbs/07_train.ipynb #4616f977
+# %% ../nbs/07_train.ipynb #c3f616e1
 def _device_problem(name: str) -> str | None:
     "Why `--device name` cannot be used here, or None."
     try: get_device(name)
     except RuntimeError as e: return f"--device {name!r}: {str(e).splitlines()[0]}"
     return None
 
+def _device_check(name: str) -> tuple[bool, str]:
+    "The (ok, message) check of `--device name`."
+    dev = _device_problem(name)
+    return dev is None, dev or ''
+
+# %% ../nbs/07_train.ipynb #7b8ebb1c
 def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
     "(ok, message) for each setting of `cfg` that can be checked before any work starts."
     opt = lambda v, ok: v is None or ok(v)
@@ -145,8 +151,7 @@ def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
               (cfg.depth in (18, 34, 50, 101), f"--depth must be 18, 34, 50 or 101, got {cfg.depth}"),
               (cfg.proj_dim >= 2, f"--proj-dim must be >= 2 (normalised outputs of size {cfg.proj_dim} cannot be contrasted), got {cfg.proj_dim}"),
               (opt(cfg.proj_hidden, lambda v: v >= 1), f"--proj-hidden must be >= 1, got {cfg.proj_hidden}"),
-              (opt(cfg.num_images, lambda v: v >= cfg.batch_size),
-               f"--num-images must be at least --batch-size ({cfg.batch_size}), got {cfg.num_images}"),
+              (opt(cfg.num_images, lambda v: v >= cfg.batch_size), f"--num-images must be at least --batch-size ({cfg.batch_size}), got {cfg.num_images}"),
               (opt(cfg.fraction, lambda v: 0 < v <= 1), f"--fraction must be in (0, 1], got {cfg.fraction}"),
               (opt(cfg.stop_after, lambda v: v >= 1), f"--stop-after must be >= 1 epoch, got {cfg.stop_after}"),
               (0 <= cfg.spurious <= 1, f"--spurious is a probability in [0, 1], got {cfg.spurious}"),
@@ -164,13 +169,9 @@ def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
               (cfg.augment != 'segaug' or cfg.segmenter in DEEPLAB_ARCHS + OFFLINE_SEGMENTERS,
                f"--segmenter {cfg.segmenter!r} is unknown; choose one of {DEEPLAB_ARCHS + OFFLINE_SEGMENTERS}")]
     parse_degrade(cfg.mask_degrade)  # raises with a message that names --mask-degrade
-    dev = _device_problem(cfg.device)
-    return checks + [(dev is None, dev or '')]
+    return checks + [_device_check(cfg.device)]
 
-# %% ../nbs/07_train.ipynb #6b481fc7
-class NonFiniteLossError(RuntimeError):
-    "The loss became NaN or infinite; the last good checkpoint is kept."
-
+# %% ../nbs/07_train.ipynb #33dda9d0
 def autocast(device: torch.device, amp: str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16') on `device`."
     if amp == 'none': return contextlib.nullcontext()
@@ -178,6 +179,7 @@ def autocast(device: torch.device, amp: str):
         raise ValueError("fp16 autocast needs a CUDA GPU; use --amp bf16 on the CPU (or --amp none)")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == 'bf16' else torch.float16)
 
+# %% ../nbs/07_train.ipynb #08db1c6c
 class EpochSampler(torch.utils.data.Sampler):
     """One permutation of `n` items per epoch, fixed by (`seed`, epoch) and the same on every process; process `rank`
     of `world` takes every `world`-th item of it (equal shares). `set_epoch(e)` before iterating."""
@@ -194,10 +196,12 @@ class EpochSampler(torch.utils.data.Sampler):
     def __iter__(self): return iter(self.indices().tolist())
     def __len__(self): return self.n // self.world
 
+# %% ../nbs/07_train.ipynb #eabf7542
 def augmentation_seed(seed: int, epoch: int, rank: int = 0) -> int:
     "The seed of the augmentation stream of process `rank` in `epoch`: different per process, reproducible on resume."
     return (seed * 1_000_003 + epoch) * 7919 + rank + 1
 
+# %% ../nbs/07_train.ipynb #83a68af4
 def pretrain_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: torch.device) -> DataLoader:
     "This process's loader: its share of each epoch's permutation in batches of batch_size / processes, last incomplete batch dropped."
     W = world_size()
@@ -210,11 +214,12 @@ def pretrain_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device:
                       drop_last=True, num_workers=cfg.workers, pin_memory=device.type == 'cuda', generator=generator,
                       persistent_workers=False)
 
-# %% ../nbs/07_train.ipynb #c4d1e2f7
+# %% ../nbs/07_train.ipynb #a51141be
 from .batch_augment import BatchViews, DeviceLoader, load_size
 from .segaug import BatchSegAug
 from .data import FileImageDataset, ImageTensorDataset
 
+# %% ../nbs/07_train.ipynb #b12f0fa1
 def _batch_views(ds):
     "The batched counterpart of `ds`'s views, its base dataset (in memory or files) and its masks, or None when `ds` has none."
     base = (ImageTensorDataset, FileImageDataset)
@@ -236,6 +241,7 @@ def batched_augment(cfg: PretrainConfig, device: torch.device, ds) -> bool:
                          f"this one is a {type(ds).__name__}: use --augment-device cpu")
     return ok
 
+# %% ../nbs/07_train.ipynb #8be1c825
 def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: torch.device) -> DeviceLoader:
     """`pretrain_loader`'s batches (same sampler and checks) with the views made on `device`: from uint8 data held there,
     or from image files decoded by `cfg.workers` into `load_size(cfg.image_size)` squares."""
@@ -244,8 +250,7 @@ def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: t
     return DeviceLoader(base, ds.targets, views, dl.sampler, dl.batch_size, generator, device, masks, fallback,
                         workers=cfg.workers, side=load_size(cfg.image_size))
 
-
-# %% ../nbs/07_train.ipynb #5ee5f46b
+# %% ../nbs/07_train.ipynb #e767f26d
 # Settings that do not change what a run computes: a resume may change them. Every other field must match.
 RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'workers', 'progress', 'log_every', 'device', 'nproc',
                      'data_root', 'download', 'mask_cache', 'rebuild_masks', 'knn_every', 'knn_k', 'knn_temperature',
@@ -271,6 +276,7 @@ def resume_differences(saved: dict, cfg: PretrainConfig) -> dict:
         if old != new: out[f.name] = (old, new)
     return out
 
+# %% ../nbs/07_train.ipynb #b859138f
 def check_resumable(saved: dict, cfg: PretrainConfig) -> None:
     "Refuse to resume a run whose settings (other than `RESUME_MAY_CHANGE`) differ from the checkpoint's `saved` config."
     diff = resume_differences(saved, cfg)
@@ -344,6 +350,10 @@ class Hook:
     def after_epoch(self, state: TrainState, record: dict):
         "The epoch's record is final and is the last of `state.history`: save, write, print."
 
+# %% ../nbs/07_train.ipynb #a836bc0a
+class NonFiniteLossError(RuntimeError):
+    "The loss became NaN or infinite; the last good checkpoint is kept."
+
 # %% ../nbs/07_train.ipynb #efbb8780
 class NonFiniteGuard(Hook):
     "Stop the run with `NonFiniteLossError` when the loss is NaN or infinite, before that batch steps: the last checkpoint stays good."
@@ -356,7 +366,7 @@ class NonFiniteGuard(Hook):
             f"learning rate (--lr), check the data for NaN/inf pixels, or train without mixed precision (--amp none), "
             + ("then continue with --resume." if epoch else "then start again (into another --out folder, or this one after deleting it)."))
 
-# %% ../nbs/07_train.ipynb #7143d83c
+# %% ../nbs/07_train.ipynb #39acf87d
 class FallbackShare(Hook):
     "SegAug: the share of this epoch's images (all processes) that took the standard pipeline, as `fallback_share`."
     def __init__(self, fallback: torch.Tensor, loader): self.fallback, self.loader = fallback, loader
@@ -364,6 +374,7 @@ class FallbackShare(Hook):
         seen = self.loader.sampler.seen(len(self.loader), self.loader.batch_size)
         stats['fallback_share'] = self.fallback[seen].float().mean().item()
 
+# %% ../nbs/07_train.ipynb #508c8fe0
 class KnnMonitor(Hook):
     "Every `every` epochs, the weighted kNN accuracy of the encoder on `query_ds` with `bank_ds` as memory, as `knn_acc`."
     def __init__(self, bank_ds, query_ds, n_classes: int, every: int = 1, k: int = 200, temperature: float = 0.1, device='cpu'):
@@ -374,12 +385,13 @@ class KnnMonitor(Hook):
             stats['knn_acc'] = knn_accuracy(state.model.encoder, self.bank_ds, self.query_ds, self.n_classes, self.k,
                                             self.temperature, self.device)
 
-# %% ../nbs/07_train.ipynb #a538e63e
+# %% ../nbs/07_train.ipynb #caa4b572
 class Checkpointing(Hook):
     "Save the state to `path` after every epoch (atomically: a kill leaves the previous checkpoint whole)."
     def __init__(self, path): self.path = Path(path)
     def after_epoch(self, state, record): state.save(self.path)
 
+# %% ../nbs/07_train.ipynb #9bfa6628
 class MetricsLog(Hook):
     "Append a step record every `log_every` batches (0: never) and every epoch record to the JSON-lines file `path`."
     def __init__(self, path, log_every: int = 10): self.path, self.log_every = Path(path), log_every
@@ -387,6 +399,7 @@ class MetricsLog(Hook):
         if self.log_every and batch['batch'] % self.log_every == 0: append_jsonl(self.path, dict(kind='step', **batch))
     def after_epoch(self, state, record): append_jsonl(self.path, record)
 
+# %% ../nbs/07_train.ipynb #de9ef17d
 class ProgressLine(Hook):
     "One line per epoch on stderr: loss, probe accuracy, kNN accuracy and SegAug fallback share when measured, speed."
     def __init__(self, epochs: int): self.epochs = epochs
@@ -409,52 +422,66 @@ def default_hooks(cfg: PretrainConfig, out, ds, loader, knn_data=None, n_classes
     if main and cfg.progress: hooks.append(ProgressLine(cfg.epochs))
     return hooks
 
-# %% ../nbs/07_train.ipynb #61fc7596
+# %% ../nbs/07_train.ipynb #1957dd02
+def _forward_backward(state: TrainState, v1, v2, y, cfg: PretrainConfig, device, fwd, pfwd, sync):
+    "Both views in one forward pass, NT-Xent on z and the probe on the detached h of the first view; both backward."
+    n = v1.shape[0]
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    x = torch.cat([v1, v2]).to(device, non_blocking=True, memory_format=mf)
+    y = torch.as_tensor(y).to(device, non_blocking=True)
+    with sync:
+        with autocast(device, cfg.amp):
+            h, z = fwd(x)
+            loss = nt_xent(z[:n], z[n:], cfg.temperature)
+        logits = pfwd(h[:n].detach().float())
+        probe_loss = F.cross_entropy(logits, y)
+        state.scaler.scale(loss / cfg.accum_steps).backward()
+    probe_loss.backward()
+    return loss, logits, y
+
+# %% ../nbs/07_train.ipynb #165c6672
+def _mean_over_processes(loss: torch.Tensor) -> float:
+    "The loss averaged over all processes: every process sees the same value."
+    global_loss = loss.detach().clone()
+    if world_size() > 1: torch.distributed.all_reduce(global_loss); global_loss /= world_size()
+    return global_loss.item()
+
+def _optimiser_steps(state: TrainState, stepping: bool) -> None:
+    "Step the probe; on `stepping` batches also the model (through the gradient scaler) and its schedule."
+    state.probe_opt.step(); state.probe_opt.zero_grad(set_to_none=True)
+    if stepping:
+        state.scaler.step(state.opt); state.scaler.update(); state.opt.zero_grad(set_to_none=True); state.sched.step()
+        state.step += 1
+
+# %% ../nbs/07_train.ipynb #51d3ed5b
 def train_one_epoch(state: TrainState, loader, cfg: PretrainConfig, device: torch.device, forward=None, ddp=None,
                     probe_forward=None, hooks=()) -> dict:
     """One pass over `loader` that trains `state` (`state.step` counts the optimiser steps); returns the epoch's
     statistics. `forward` runs the model (compiled and/or DDP-wrapped), `ddp` is the DDP wrapper (gradients synchronised
     on optimiser steps only); every hook's `after_loss` and `after_batch` run at each batch."""
-    model, probe, opt, probe_opt, scaler, sched = state.model, state.probe, state.opt, state.probe_opt, state.scaler, state.sched
-    model.train(); probe.train()
-    fwd = forward if forward is not None else model  # (a compiled module must not be truth-tested: it has no len())
-    pfwd, W = probe_forward if probe_forward is not None else probe, world_size()
-    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    state.model.train(); state.probe.train()
+    fwd = forward if forward is not None else state.model  # (a compiled module must not be truth-tested: it has no len())
+    pfwd, W = probe_forward if probe_forward is not None else state.probe, world_size()
     n_batches, tot_loss, tot_correct, n_seen = len(loader), 0.0, 0, 0
     t0 = time.perf_counter()
     bar = tqdm(loader, desc=f'epoch {state.epoch + 1}/{cfg.epochs}', disable=not (cfg.progress and is_main()), leave=False)
     for i, ((v1, v2), y) in enumerate(bar):
-        n = v1.shape[0]
-        x = torch.cat([v1, v2]).to(device, non_blocking=True, memory_format=mf)
-        y = torch.as_tensor(y).to(device, non_blocking=True)
         stepping = (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches
         sync = ddp.no_sync() if (ddp is not None and not stepping) else contextlib.nullcontext()
-        with sync:
-            with autocast(device, cfg.amp):
-                h, z = fwd(x)
-                loss = nt_xent(z[:n], z[n:], cfg.temperature)
-            logits = pfwd(h[:n].detach().float())
-            probe_loss = F.cross_entropy(logits, y)
-            scaler.scale(loss / cfg.accum_steps).backward()
-        probe_loss.backward()
-        global_loss = loss.detach().clone()
-        if W > 1: torch.distributed.all_reduce(global_loss); global_loss /= W  # every process sees the same value
-        batch = dict(epoch=state.epoch, batch=i + 1, step=state.step, loss=global_loss.item())
+        loss, logits, y = _forward_backward(state, v1, v2, y, cfg, device, fwd, pfwd, sync)
+        batch = dict(epoch=state.epoch, batch=i + 1, step=state.step, loss=_mean_over_processes(loss))
         for hook in hooks: hook.after_loss(state, batch)
-        probe_opt.step(); probe_opt.zero_grad(set_to_none=True)
-        if stepping:
-            scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); sched.step()
-            state.step += 1
-        tot_loss += batch['loss']; n_seen += n * W
+        _optimiser_steps(state, stepping)
+        tot_loss += batch['loss']; n_seen += v1.shape[0] * W
         tot_correct += (logits.argmax(1) == y).sum().item()
-        batch.update(step=state.step, lr=opt.param_groups[0]['lr'], images_per_s=n_seen / (time.perf_counter() - t0))
+        batch.update(step=state.step, lr=state.opt.param_groups[0]['lr'], images_per_s=n_seen / (time.perf_counter() - t0))
         bar.set_postfix(loss=f"{batch['loss']:.3f}", lr=f"{batch['lr']:.3g}", img_s=f"{batch['images_per_s']:.0f}")
         for hook in hooks: hook.after_batch(state, batch)
     elapsed = time.perf_counter() - t0
     return dict(loss=tot_loss / n_batches, probe_acc=tot_correct / (n_seen / W), time_s=elapsed,
                 images_per_s=n_seen / elapsed)
 
-# %% ../nbs/07_train.ipynb #13702dbd
+# %% ../nbs/07_train.ipynb #1faa412f
 def _data_options(cfg: PretrainConfig) -> dict:
     "The `get_dataset` options that `cfg` sets for the pretraining split."
     kw = dict(num_images=cfg.num_images, seed=cfg.seed, fraction=cfg.fraction)
@@ -482,23 +509,7 @@ def segaug_dataset(cfg: PretrainConfig, device='cpu'):
     views = SegAugViews(cfg.image_size, policy, standard, cfg.fg_lo, cfg.fg_hi, scale=(cfg.crop_min, 1.0))
     return SegAugDataset(raw, store, views)
 
-def _knn_splits(cfg: PretrainConfig):
-    "Bank (train) and query (test) datasets for the kNN monitor, without augmentation."
-    kw = dict(root=cfg.data_root, download=cfg.download, transform=to_float_image(), num_images=cfg.knn_images, seed=cfg.seed)
-    test_split = next(s for s in ('test', 'val') if s in DATASETS[cfg.dataset].splits)
-    return get_dataset(cfg.dataset, split='train', **kw), get_dataset(cfg.dataset, split=test_split, **kw)
-
-def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None, hooks=None) -> dict:
-    """Run (or with `cfg.resume`, continue) SimCLR pretraining into `cfg.out`; returns a summary.
-    `train_data` overrides the dataset named in `cfg` (it must yield `((v1, v2), label)`), `knn_data` the kNN splits.
-    `hooks`: a list of `Hook`s run after `default_hooks`, or a function that takes the default list and returns the hooks.
-    Under torchrun every process runs this; rank 0 alone writes the run folder."""
-    cfg = resolve_recipe(cfg).validate()  # a copy: the caller's config keeps its None fields
-    out = Path(cfg.out)
-    ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
-    with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
-        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
-
+# %% ../nbs/07_train.ipynb #b1d3665b
 def _writable(folder, flag: str) -> None:
     "Create `folder` if missing and check that files can be written into it, before any work starts."
     try:
@@ -513,6 +524,101 @@ def run_folder_lock(out):
     return folder_lock(Path(out) / '.lock', what=f'the run folder {out}',
                        hint='wait for that run to finish, or choose another --out folder')
 
+# %% ../nbs/07_train.ipynb #c2905f6e
+def _train_dataset(cfg: PretrainConfig, device, train_data=None):
+    "The pretraining split with its two views: `train_data` if given, else SegAug's or the standard pipeline's."
+    main = is_main()
+    if train_data is not None: return train_data
+    if cfg.augment == 'segaug':
+        if not main: barrier()  # rank 0 computes the masks once; the others then read its cache
+        ds = segaug_dataset(cfg, device)
+        if main: barrier()
+        return ds
+    return get_dataset(cfg.dataset, cfg.data_root, 'train', cfg.download,
+                       TwoViews(make_augment(cfg.augment, cfg.image_size, cfg.color_strength, cfg.crop_min)), **_data_options(cfg))
+
+def _knn_splits(cfg: PretrainConfig):
+    "Bank (train) and query (test) datasets for the kNN monitor, without augmentation."
+    kw = dict(root=cfg.data_root, download=cfg.download, transform=to_float_image(), num_images=cfg.knn_images, seed=cfg.seed)
+    test_split = next(s for s in ('test', 'val') if s in DATASETS[cfg.dataset].splits)
+    return get_dataset(cfg.dataset, split='train', **kw), get_dataset(cfg.dataset, split=test_split, **kw)
+
+# %% ../nbs/07_train.ipynb #f02caea2
+def _new_state(cfg: PretrainConfig, device, ds, n_classes: int) -> tuple:
+    "A fresh `TrainState` for `cfg` on `ds`, this process's loader and the generator that the loop reseeds every epoch."
+    W = world_size()
+    model = simclr_model(cfg.depth, cfg.width, cfg.cifar_stem, cfg.proj_hidden, cfg.proj_dim)
+    if W > 1 and cfg.global_bn: model = convert_global_bn(model)
+    model = model.to(device)
+    if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
+    probe = nn.Linear(model.encoder.out_dim, n_classes).to(device)
+    gen = epoch_generator(cfg.seed, 0)
+    loader = (device_loader if batched_augment(cfg, device, ds) else pretrain_loader)(ds, cfg, gen, device)
+    steps_per_epoch = math.ceil(len(loader) / cfg.accum_steps)
+    peak_lr = scaled_lr(cfg.lr, cfg.batch_size * cfg.accum_steps, cfg.lr_scaling)  # the global effective batch
+    opt = make_optimizer(cfg.optimizer, model, peak_lr, cfg.weight_decay, cfg.momentum)
+    sched = warmup_cosine_scheduler(opt, steps_per_epoch * cfg.epochs, round(steps_per_epoch * cfg.warmup_epochs))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == 'fp16')
+    probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    # the run's settings as first recorded: a resume never rewrites them (it may only change RESUME_MAY_CHANGE)
+    return TrainState(model, opt, sched, scaler, probe, probe_opt, config=asdict(cfg)), loader, gen
+
+# %% ../nbs/07_train.ipynb #17b9e164
+def _forward_modules(state: TrainState, cfg: PretrainConfig, device):
+    "The model's forward module (DDP-wrapped on several processes, compiled if asked), the DDP wrappers or None."
+    ddp = pddp = None
+    if world_size() > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [device.index] if device.type == 'cuda' else None
+        ddp, pddp = DDP(state.model, device_ids=ids), DDP(state.probe, device_ids=ids)
+    fwd = ddp if ddp is not None else state.model
+    if cfg.compile: fwd = torch.compile(fwd)
+    return fwd, ddp, pddp
+
+def _run_epochs(state: TrainState, loader, gen, cfg: PretrainConfig, device, modules, hooks, end_epoch: int) -> list[dict]:
+    "Train epochs `state.epoch` ... `end_epoch` - 1; the records of those epochs."
+    history = []
+    for epoch in range(state.epoch, end_epoch):
+        gen.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # DataLoader workers' seeds
+        torch.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # augmentations in this process
+        loader.sampler.set_epoch(epoch)
+        stats = train_one_epoch(state, loader, cfg, device, *modules, hooks)
+        state.epoch = epoch + 1
+        for hook in hooks: hook.epoch_stats(state, stats)
+        record = dict(kind='epoch', epoch=epoch, step=state.step, lr=state.opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
+        state.history.append(record)  # the checkpoint carries the epoch records it covers
+        for hook in hooks: hook.after_epoch(state, record)
+        history.append(record)
+        barrier()  # nobody runs ahead of the checkpoint
+    return history
+
+# %% ../nbs/07_train.ipynb #9b1148d5
+def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
+    W, main = world_size(), is_main()
+    seed_everything(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
+    ds = _train_dataset(cfg, device, train_data)
+    n_classes = num_classes(ds)
+    state, loader, gen = _new_state(cfg, device, ds, n_classes)
+    if saved is not None: state.restore(saved)
+    state.history = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
+    if main and (saved is None or not (out / CONFIG).exists()):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / CONFIG, json.dumps(state.config | dict(world_size=W) | recipe_record(cfg), indent=2))
+    modules = _forward_modules(state, cfg, device)
+    if cfg.knn_every and knn_data is None and main: knn_data = _knn_splits(cfg)
+    if cfg.knn_every and main and not 1 <= cfg.knn_k <= len(knn_data[0]):  # checked before the first epoch, not after it
+        raise ValueError(f"--knn-k {cfg.knn_k} must be between 1 and the kNN bank size ({len(knn_data[0])} images, "
+                         "--knn-images); lower --knn-k")
+
+    defaults = default_hooks(cfg, out, ds, loader, knn_data, n_classes, device)
+    hooks = defaults if hooks is None else list(hooks(defaults)) if callable(hooks) else defaults + list(hooks)
+
+    end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
+    history = _run_epochs(state, loader, gen, cfg, device, modules, hooks, end_epoch)
+    return dict(out=str(out), checkpoint=str(ckpt_path), epochs_done=end_epoch, step=state.step, history=history,
+                model=state.model)
+
+# %% ../nbs/07_train.ipynb #0d2e254d
 def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
     "Checks of the run folder and the device, then the run (under the folder's lock)."
     if cfg.augment == 'segaug' and train_data is None: _writable(cfg.mask_cache, '--mask-cache')
@@ -532,64 +638,14 @@ def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) 
     finally:
         if joined: torch.distributed.destroy_process_group()
 
-def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
-    W, main = world_size(), is_main()
-    seed_everything(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
-    if train_data is not None: ds = train_data
-    elif cfg.augment == 'segaug':
-        if not main: barrier()  # rank 0 computes the masks once; the others then read its cache
-        ds = segaug_dataset(cfg, device)
-        if main: barrier()
-    else: ds = get_dataset(cfg.dataset, cfg.data_root, 'train', cfg.download,
-                           TwoViews(make_augment(cfg.augment, cfg.image_size, cfg.color_strength, cfg.crop_min)), **_data_options(cfg))
-    n_classes = num_classes(ds)
-    model = simclr_model(cfg.depth, cfg.width, cfg.cifar_stem, cfg.proj_hidden, cfg.proj_dim)
-    if W > 1 and cfg.global_bn: model = convert_global_bn(model)
-    model = model.to(device)
-    if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
-    probe = nn.Linear(model.encoder.out_dim, n_classes).to(device)
-    gen = epoch_generator(cfg.seed, 0)
-    loader = (device_loader if batched_augment(cfg, device, ds) else pretrain_loader)(ds, cfg, gen, device)
-    steps_per_epoch = math.ceil(len(loader) / cfg.accum_steps)
-    peak_lr = scaled_lr(cfg.lr, cfg.batch_size * cfg.accum_steps, cfg.lr_scaling)  # the global effective batch
-    opt = make_optimizer(cfg.optimizer, model, peak_lr, cfg.weight_decay, cfg.momentum)
-    sched = warmup_cosine_scheduler(opt, steps_per_epoch * cfg.epochs, round(steps_per_epoch * cfg.warmup_epochs))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == 'fp16')
-    probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    # the run's settings as first recorded: a resume never rewrites them (it may only change RESUME_MAY_CHANGE)
-    state = TrainState(model, opt, sched, scaler, probe, probe_opt, config=asdict(cfg))
-    if saved is not None: state.restore(saved)
-    state.history = repair_history(out, saved) if main else []  # metrics.jsonl made to match the checkpoint
-    if main and (saved is None or not (out / CONFIG).exists()):
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / CONFIG, json.dumps(state.config | dict(world_size=W) | recipe_record(cfg), indent=2))
-    ddp = pddp = None
-    if W > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        ids = [device.index] if device.type == 'cuda' else None
-        ddp, pddp = DDP(model, device_ids=ids), DDP(probe, device_ids=ids)
-    fwd = ddp if ddp is not None else model
-    if cfg.compile: fwd = torch.compile(fwd)
-    if cfg.knn_every and knn_data is None and main: knn_data = _knn_splits(cfg)
-    if cfg.knn_every and main and not 1 <= cfg.knn_k <= len(knn_data[0]):  # checked before the first epoch, not after it
-        raise ValueError(f"--knn-k {cfg.knn_k} must be between 1 and the kNN bank size ({len(knn_data[0])} images, "
-                         "--knn-images); lower --knn-k")
-
-    defaults = default_hooks(cfg, out, ds, loader, knn_data, n_classes, device)
-    hooks = defaults if hooks is None else list(hooks(defaults)) if callable(hooks) else defaults + list(hooks)
-
-    end_epoch = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state.epoch + cfg.stop_after)
-    history = []
-    for epoch in range(state.epoch, end_epoch):
-        gen.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # DataLoader workers' seeds
-        torch.manual_seed(augmentation_seed(cfg.seed, epoch, rank()))  # augmentations in this process
-        loader.sampler.set_epoch(epoch)
-        stats = train_one_epoch(state, loader, cfg, device, fwd, ddp, pddp, hooks)
-        state.epoch = epoch + 1
-        for hook in hooks: hook.epoch_stats(state, stats)
-        record = dict(kind='epoch', epoch=epoch, step=state.step, lr=opt.param_groups[0]['lr'], **stats, **recipe_record(cfg))
-        state.history.append(record)  # the checkpoint carries the epoch records it covers
-        for hook in hooks: hook.after_epoch(state, record)
-        history.append(record)
-        barrier()  # nobody runs ahead of the checkpoint
-    return dict(out=str(out), checkpoint=str(ckpt_path), epochs_done=end_epoch, step=state.step, history=history, model=model)
+# %% ../nbs/07_train.ipynb #1e249531
+def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None, hooks=None) -> dict:
+    """Run (or with `cfg.resume`, continue) SimCLR pretraining into `cfg.out`; returns a summary.
+    `train_data` overrides the dataset named in `cfg` (it must yield `((v1, v2), label)`), `knn_data` the kNN splits.
+    `hooks`: a list of `Hook`s run after `default_hooks`, or a function that takes the default list and returns the hooks.
+    Under torchrun every process runs this; rank 0 alone writes the run folder."""
+    cfg = resolve_recipe(cfg).validate()  # a copy: the caller's config keeps its None fields
+    out = Path(cfg.out)
+    ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
+    with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
+        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
