@@ -10,7 +10,7 @@ from pathlib import Path
 from .study import PRESETS, STUDIES, StudyFailed, resolve_params, run_study
 
 # %% auto #0
-__all__ = ['list_studies', 'run_command', 'eval_command', 'build_parser', 'main']
+__all__ = ['list_studies', 'build_parser', 'run_command', 'eval_command', 'main']
 
 # %% ../nbs/11_cli.ipynb #0eb591f0
 def list_studies(file=None) -> None:
@@ -19,6 +19,36 @@ def list_studies(file=None) -> None:
     for name, s in STUDIES.items():
         print(f"{name}: {s.reproduces}\n  presets: {', '.join(s.presets)}", file=file)
         print('  parameters: ' + ', '.join(f'{k}={v!r}' for k, v in s.params.items() if k != 'preset'), file=file)
+
+# %% ../nbs/11_cli.ipynb #011d19bf
+def build_parser() -> argparse.ArgumentParser:
+    "The `segaug-simclr` argument parser (pretrain's flags are passed through to its own parser)."
+    p = argparse.ArgumentParser(prog='segaug-simclr', description='SimCLR and SegAug-SimCLR: studies, demo, pretraining, evaluation')
+    sub = p.add_subparsers(dest='command', required=True)
+    sub.add_parser('list', help='the studies, their presets and parameters')
+    r = sub.add_parser('run', help='execute a study notebook with papermill')
+    r.add_argument('study', choices=list(STUDIES) + ['all'])
+    r.add_argument('--preset', default='demo', choices=PRESETS)
+    r.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'), help='a parameter (VALUE read as YAML)')
+    r.add_argument('--seeds', type=int, help='number of seeds (the parameter seeds)')
+    r.add_argument('--out', help='output folder (default outputs/<study>/<date-time>; the same folder again reuses finished runs)')
+    r.add_argument('--kernel', default='python3', help='Jupyter kernel to execute with')
+    r.add_argument('--timeout', type=int, default=None, help='seconds one cell may run (default: no limit)')
+    r.add_argument('--no-progress', action='store_true', help='no papermill progress bar')
+    d = sub.add_parser('demo', help='the demo study (standard against SegAug on the synthetic benchmark, CPU, minutes)')
+    d.add_argument('--out', help='output folder (default outputs/demo/<date-time>)')
+    d.add_argument('--no-progress', action='store_true')
+    sub.add_parser('pretrain', help='SimCLR / SegAug pretraining (segaug-simclr pretrain --help)', add_help=False)
+    e = sub.add_parser('eval', help='evaluation protocols on an encoder checkpoint')
+    e.add_argument('encoder', help="checkpoint.pt, 'random:depth=..,width=..', 'torchvision:<weights.pth>'")
+    e.add_argument('--dataset', required=True); e.add_argument('--data-root', default='data')
+    e.add_argument('--protocol', nargs='+', default=['linear', 'knn'], choices=['linear', 'knn', 'finetune', 'transfer', 'all'])
+    e.add_argument('--image-size', type=int, default=32); e.add_argument('--device', default='auto')
+    e.add_argument('--num-images', type=int, default=None, help='labelled training images (default: all)')
+    e.add_argument('--test-images', type=int, default=None, help='test images (default: all)')
+    e.add_argument('--linear-epochs', type=int, default=90); e.add_argument('--fraction', type=float, default=0.01)
+    e.add_argument('--out', default='outputs/eval', help='folder for the JSON records')
+    return p
 
 # %% ../nbs/11_cli.ipynb #126dfc0e
 def _yaml_value(text: str):
@@ -65,36 +95,6 @@ def eval_command(args) -> int:
         path = ev.save_record(rec, args.out)
         print(f"{rec['protocol']}: " + ', '.join(f'{k} {v:.4f}' for k, v in rec['metrics'].items()) + f"  -> {path}")
     return 0
-
-# %% ../nbs/11_cli.ipynb #011d19bf
-def build_parser() -> argparse.ArgumentParser:
-    "The `segaug-simclr` argument parser (pretrain's flags are passed through to its own parser)."
-    p = argparse.ArgumentParser(prog='segaug-simclr', description='SimCLR and SegAug-SimCLR: studies, demo, pretraining, evaluation')
-    sub = p.add_subparsers(dest='command', required=True)
-    sub.add_parser('list', help='the studies, their presets and parameters')
-    r = sub.add_parser('run', help='execute a study notebook with papermill')
-    r.add_argument('study', choices=list(STUDIES) + ['all'])
-    r.add_argument('--preset', default='demo', choices=PRESETS)
-    r.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'), help='a parameter (VALUE read as YAML)')
-    r.add_argument('--seeds', type=int, help='number of seeds (the parameter seeds)')
-    r.add_argument('--out', help='output folder (default outputs/<study>/<date-time>; the same folder again reuses finished runs)')
-    r.add_argument('--kernel', default='python3', help='Jupyter kernel to execute with')
-    r.add_argument('--timeout', type=int, default=None, help='seconds one cell may run (default: no limit)')
-    r.add_argument('--no-progress', action='store_true', help='no papermill progress bar')
-    d = sub.add_parser('demo', help='the demo study (standard against SegAug on the synthetic benchmark, CPU, minutes)')
-    d.add_argument('--out', help='output folder (default outputs/demo/<date-time>)')
-    d.add_argument('--no-progress', action='store_true')
-    sub.add_parser('pretrain', help='SimCLR / SegAug pretraining (segaug-simclr pretrain --help)', add_help=False)
-    e = sub.add_parser('eval', help='evaluation protocols on an encoder checkpoint')
-    e.add_argument('encoder', help="checkpoint.pt, 'random:depth=..,width=..', 'torchvision:<weights.pth>'")
-    e.add_argument('--dataset', required=True); e.add_argument('--data-root', default='data')
-    e.add_argument('--protocol', nargs='+', default=['linear', 'knn'], choices=['linear', 'knn', 'finetune', 'transfer', 'all'])
-    e.add_argument('--image-size', type=int, default=32); e.add_argument('--device', default='auto')
-    e.add_argument('--num-images', type=int, default=None, help='labelled training images (default: all)')
-    e.add_argument('--test-images', type=int, default=None, help='test images (default: all)')
-    e.add_argument('--linear-epochs', type=int, default=90); e.add_argument('--fraction', type=float, default=0.01)
-    e.add_argument('--out', default='outputs/eval', help='folder for the JSON records')
-    return p
 
 # %% ../nbs/11_cli.ipynb #0e58a902
 def main(argv=None) -> int:

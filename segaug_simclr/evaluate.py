@@ -29,9 +29,9 @@ __all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE
            'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'check_splits',
            'with_transform', 'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune',
            'fit_logreg', 'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval',
-           'record_fields', 'save_record', 'load_records']
+           'record_fields', 'load_records', 'save_record']
 
-# %% ../nbs/08_evaluate.ipynb #110b16c2
+# %% ../nbs/08_evaluate.ipynb #9ca08a2a
 def _parse_spec(spec: str) -> dict:
     "'depth=18,width=0.25' -> {'depth': 18, 'width': 0.25}"
     out = {}
@@ -48,6 +48,7 @@ def _depth_of(state_dict: dict) -> int:
     if (blocks, bottleneck) not in depths: raise ValueError(f"not a ResNet-18/34/50/101 state dict (blocks {blocks})")
     return depths[blocks, bottleneck]
 
+# %% ../nbs/08_evaluate.ipynb #d8e13b15
 def load_encoder(spec) -> nn.Module:
     "An encoder from a checkpoint path, 'random:depth=..,width=..,cifar_stem=..,seed=..', 'torchvision:<weights.pth>' or 'simclr-v1:<converted.pth>'."
     spec = str(spec)
@@ -77,11 +78,12 @@ def load_encoder(spec) -> nn.Module:
         enc.recipe = recipe_record(c)
     return enc
 
+# %% ../nbs/08_evaluate.ipynb #a2ce9465
 def encoder_recipe(encoder) -> dict:
     "The pretraining recipe of `encoder` (`recipe`, `recipe_set`, `recipe_overrides`; None where it has none): part of every record."
     return getattr(encoder, 'recipe', None) or dict(recipe=None, recipe_set=None, recipe_overrides=None)
 
-# %% ../nbs/08_evaluate.ipynb #5ef89ca9
+# %% ../nbs/08_evaluate.ipynb #89c29c15
 SIMCLR_V1_TOP1 = {1: 69.1, 2: 74.2, 4: 76.6}        # ImageNet linear eval of the released v1 checkpoints (official README)
 SIMCLR_V1_PAPER_TOP1 = {1: 69.3, 2: 74.2, 4: 76.5}  # SimCLR paper, Table 6
 
@@ -91,6 +93,7 @@ def _plain_state_dict(obj) -> dict:
     if not isinstance(obj, dict): raise ValueError(f"expected a state dict, found {type(obj).__name__}")
     return {(k[7:] if k.startswith('module.') else k): v for k, v in obj.items()}
 
+# %% ../nbs/08_evaluate.ipynb #11f3f4d5
 def load_simclr_v1(path, width: int | None = None) -> nn.Module:
     "The official SimCLR v1 ResNet-50 (`width` 1, 2 or 4; read from the weights when None) from a converted state dict."
     path = Path(path)
@@ -118,6 +121,7 @@ def load_simclr_v1(path, width: int | None = None) -> nn.Module:
     enc.load_state_dict(want | body)
     return enc
 
+# %% ../nbs/08_evaluate.ipynb #506fb6cd
 def export_torchvision_state_dict(encoder: nn.Module, path=None, fc: nn.Linear | None = None) -> dict:
     "The weights of `encoder` (or of a model's `.encoder`) as a plain torchvision-style state dict, saved to `path` if given."
     enc = getattr(encoder, 'encoder', encoder)
@@ -126,15 +130,17 @@ def export_torchvision_state_dict(encoder: nn.Module, path=None, fc: nn.Linear |
     if path is not None: atomic_save(sd, path)
     return sd
 
-# %% ../nbs/08_evaluate.ipynb #a8b3b55a
+# %% ../nbs/08_evaluate.ipynb #a8d58362
 def snapshot(module: nn.Module) -> dict:
     "A copy of every parameter and buffer (BatchNorm running statistics included) of `module`."
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
+# %% ../nbs/08_evaluate.ipynb #234091c4
 def changed(module: nn.Module, snap: dict) -> list[str]:
     "Names of the tensors of `module` that differ from `snap`."
     return [k for k, v in module.state_dict().items() if not torch.equal(v, snap[k])]
 
+# %% ../nbs/08_evaluate.ipynb #be688970
 class Frozen(nn.Module):
     """Wraps an encoder so that it never trains: eval mode always, no gradients, checked by `assert_unchanged`; `release`
     undoes it. As a context manager (`with Frozen(enc) as fz:`) it checks on leaving and always gives the encoder back."""
@@ -171,18 +177,20 @@ class Frozen(nn.Module):
             if exc_type is None: self.assert_unchanged()
         finally: self.release()
 
-# %% ../nbs/08_evaluate.ipynb #4425eea5
+# %% ../nbs/08_evaluate.ipynb #3f5c1fff
 def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> dict:
     "Top-k accuracies of `logits` against labels `y` (k larger than the class count counts as that count)."
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hit = top == y[:, None]
     return {f'top{k}': hit[:, :k].any(1).float().mean().item() for k in ks}
 
+# %% ../nbs/08_evaluate.ipynb #035cfd0b
 def mean_per_class_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     "Accuracy averaged over classes (each class present in `y` weighs the same, whatever its size)."
     classes = torch.unique(y)
     return torch.stack([(pred[y == c] == c).float().mean() for c in classes]).mean().item()
 
+# %% ../nbs/08_evaluate.ipynb #f9a386f4
 MEAN_PER_CLASS = ('flowers102', 'pets', 'caltech101')
 
 def transfer_metric(dataset: str) -> str:
@@ -234,16 +242,18 @@ def check_splits(train_ds, test_ds, val_ds=None) -> int:
                          + (f", {len(present)} with images" if present is not None else '') + " (a single class scores 100%)")
     return n
 
-# %% ../nbs/08_evaluate.ipynb #0108a65d
+# %% ../nbs/08_evaluate.ipynb #5b59f8d0
 def with_transform(ds, transform):
     "A shallow copy of `ds` whose items go through `transform` (the images themselves are shared, not copied)."
     out = copy.copy(ds); out.transform = transform
     return out
 
+# %% ../nbs/08_evaluate.ipynb #ed7656fa
 def image_side(ds) -> int:
     "The shorter side of the first image of `ds`, as stored (before any transform)."
     return min(v2.functional.get_size(with_transform(ds, None)[0][0]))
 
+# %% ../nbs/08_evaluate.ipynb #080ff6f4
 def default_eval_transform(image_size: int, source_side: int | None = None):
     """Evaluation transform by image size: images smaller than `image_size` (CIFAR for a standard ResNet at 224,
     thesis 5.2.1) are resized whole to `image_size` x `image_size` as in training; otherwise resize 256 / centre crop
@@ -251,6 +261,30 @@ def default_eval_transform(image_size: int, source_side: int | None = None):
     if source_side is not None and source_side < image_size: return resize_eval(image_size)
     return center_crop_eval(image_size, round(image_size * 256 / 224)) if image_size >= 96 else to_float_image()
 
+# %% ../nbs/08_evaluate.ipynb #5b0f38ed
+def _hold_out(train_ds, val_ds, val_per_class: float, seed: int):
+    "(train, validation): `val_ds` as given, or `val_per_class` of each training class held out of `train_ds`."
+    if val_ds is None and val_per_class > 0:
+        tr_idx, va_idx = per_class_split(torch.as_tensor(train_ds.targets), 1 - val_per_class, seed)
+        train_ds, val_ds = train_ds.subset(tr_idx), train_ds.subset(va_idx)
+    return train_ds, val_ds
+
+def _linear_batches(fz, train_ds, protocol, ev, train_transform, image_size, batch_size, seed, device, workers):
+    "`batches(epoch)` for `train_linear`: cached features of `train_ds` ('cached'), or of freshly augmented images."
+    if protocol == 'cached':
+        h, y = extract_features(fz.encoder, with_transform(train_ds, ev), batch_size, device, workers)
+        def batches(epoch):
+            order = epoch_order(len(y), seed, epoch)
+            return ((h[i], y[i]) for i in order.split(batch_size))
+        return batches
+    aug_ds = with_transform(train_ds, train_transform or crop_flip(image_size))
+    def batches(epoch):
+        order = epoch_order(len(aug_ds), seed, epoch).tolist()
+        loader = DataLoader(aug_ds, batch_size=batch_size, sampler=order, num_workers=workers)
+        return ((fz(x.to(device)), torch.as_tensor(yb)) for x, yb in loader)
+    return batches
+
+# %% ../nbs/08_evaluate.ipynb #464726ab
 def linear_eval(encoder: nn.Module, train_ds, test_ds, protocol: str = 'cached', epochs: int = 90, batch_size: int = 256,
                 base_lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, image_size: int = 32,
                 train_transform=None, eval_transform=None, seed: int = 0, device='cpu', workers: int = 0,
@@ -266,25 +300,12 @@ def linear_eval(encoder: nn.Module, train_ds, test_ds, protocol: str = 'cached',
     with Frozen(encoder.to(device)) as fz:
         ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
         n_cls = num_classes(train_ds)
-        if val_ds is None and val_per_class > 0:
-            tr_idx, va_idx = per_class_split(torch.as_tensor(train_ds.targets), 1 - val_per_class, seed)
-            train_ds, val_ds = train_ds.subset(tr_idx), train_ds.subset(va_idx)
+        train_ds, val_ds = _hold_out(train_ds, val_ds, val_per_class, seed)
         val = extract_features(fz.encoder, with_transform(val_ds, ev), batch_size, device, workers) if val_ds is not None else None
         test_h, test_y = extract_features(fz.encoder, with_transform(test_ds, ev), batch_size, device, workers)
-        steps = math.ceil(len(train_ds) / batch_size)
-        if protocol == 'cached':
-            h, y = extract_features(fz.encoder, with_transform(train_ds, ev), batch_size, device, workers)
-            def batches(epoch):
-                order = epoch_order(len(y), seed, epoch)
-                return ((h[i], y[i]) for i in order.split(batch_size))
-        else:
-            aug_ds = with_transform(train_ds, train_transform or crop_flip(image_size))
-            def batches(epoch):
-                order = epoch_order(len(aug_ds), seed, epoch).tolist()
-                loader = DataLoader(aug_ds, batch_size=batch_size, sampler=order, num_workers=workers)
-                return ((fz(x.to(device)), torch.as_tensor(yb)) for x, yb in loader)
-        clf = train_linear(batches, fz.out_dim, n_cls, epochs, steps, scaled_lr(base_lr, batch_size), momentum, weight_decay,
-                           seed, device, val)
+        batches = _linear_batches(fz, train_ds, protocol, ev, train_transform, image_size, batch_size, seed, device, workers)
+        clf = train_linear(batches, fz.out_dim, n_cls, epochs, math.ceil(len(train_ds) / batch_size), scaled_lr(base_lr, batch_size),
+                           momentum, weight_decay, seed, device, val)
     with torch.no_grad(): logits = clf(test_h.to(device)).cpu()
     return dict(protocol=f'linear-{protocol}', dataset=dataset, **encoder_recipe(encoder),
                 metrics=topk_accuracy(logits, test_y), n_train=len(train_ds), n_test=len(test_ds), seed=seed,
@@ -292,7 +313,7 @@ def linear_eval(encoder: nn.Module, train_ds, test_ds, protocol: str = 'cached',
                 hparams=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, momentum=momentum,
                              weight_decay=weight_decay), time_s=time.perf_counter() - t0, classifier=clf)
 
-# %% ../nbs/08_evaluate.ipynb #f2beed7a
+# %% ../nbs/08_evaluate.ipynb #34fb1a34
 def finetune_indices(targets, fraction: float, reading: str = 'paper', pretrain_fraction: float | None = None,
                      seed: int = 0) -> torch.Tensor:
     "Indices of the labelled images for fine-tuning: `fraction` of the full set ('paper') or drawn from the pretraining subset ('thesis')."
@@ -303,8 +324,34 @@ def finetune_indices(targets, fraction: float, reading: str = 'paper', pretrain_
     sub = label_fraction(targets, pretrain_fraction, seed)
     return sub[label_fraction(targets[sub], min(1.0, fraction / pretrain_fraction), seed)]
 
+# %% ../nbs/08_evaluate.ipynb #0c218892
 FINETUNE_BASE_LR = 0.05  # SimCLR B.5 and thesis 5.2.2: lr 0.8 at batch 4096 = 0.05 x B/256
 
+def _fit_epoch(net, loader, opt, sched, device) -> dict:
+    "Train `net` for one pass over `loader`: the epoch's mean loss and train top-1."
+    tot, hits, n = torch.zeros(()), torch.zeros(()), 0
+    for x, y in loader:
+        y = torch.as_tensor(y).to(device)
+        logits = net(x.to(device))
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+        tot += loss.detach().cpu() * len(y); hits += (logits.argmax(1) == y).sum().cpu(); n += len(y)
+    return dict(loss=(tot / n).item(), train_top1=(hits / n).item())
+
+def _finetune_history(net, labelled, opt, sched, epochs, batch_size, seed, device, workers, val_ds=None, ev=None) -> list[dict]:
+    "Train `net` on `labelled` for `epochs`: each epoch's loss, train top-1 and (given `val_ds`) validation top-1."
+    history = []
+    for epoch in range(epochs):
+        net.train()
+        loader = DataLoader(labelled, batch_size=batch_size, sampler=epoch_order(len(labelled), seed, epoch).tolist(),
+                            num_workers=workers)
+        history.append(dict(epoch=epoch + 1) | _fit_epoch(net, loader, opt, sched, device))
+        if val_ds is not None:
+            hv, yv = extract_features(net, with_transform(val_ds, ev), batch_size, device, workers)
+            history[-1]['val_top1'] = (hv.argmax(1) == yv).float().mean().item()
+    return history
+
+# %% ../nbs/08_evaluate.ipynb #47e8d09a
 def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, reading: str = 'paper',
              pretrain_fraction: float | None = None, epochs: int | None = None, batch_size: int = 256,
              base_lr: float = FINETUNE_BASE_LR, momentum: float = 0.9, image_size: int = 224, train_transform=None,
@@ -325,22 +372,7 @@ def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, read
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps, 0))
     ev = eval_transform or default_eval_transform(image_size, image_side(train_ds))
     torch.manual_seed(seed)
-    history = []
-    for epoch in range(epochs):
-        net.train()
-        loader = DataLoader(labelled, batch_size=batch_size, sampler=epoch_order(len(labelled), seed, epoch).tolist(),
-                            num_workers=workers)
-        tot, hits, n = torch.zeros(()), torch.zeros(()), 0
-        for x, y in loader:
-            y = torch.as_tensor(y).to(device)
-            logits = net(x.to(device))
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-            tot += loss.detach().cpu() * len(y); hits += (logits.argmax(1) == y).sum().cpu(); n += len(y)
-        history.append(dict(epoch=epoch + 1, loss=(tot / n).item(), train_top1=(hits / n).item()))
-        if val_ds is not None:
-            hv, yv = extract_features(net, with_transform(val_ds, ev), batch_size, device, workers)
-            history[-1]['val_top1'] = (hv.argmax(1) == yv).float().mean().item()
+    history = _finetune_history(net, labelled, opt, sched, epochs, batch_size, seed, device, workers, val_ds, ev)
     h, y = extract_features(net, with_transform(test_ds, ev), batch_size, device, workers)
     return dict(protocol=f'finetune-{fraction:g}', dataset=dataset, **encoder_recipe(encoder),
                 label_fraction=fraction, label_fraction_reading=reading, pretrain_fraction=pretrain_fraction,
@@ -349,7 +381,7 @@ def finetune(encoder: nn.Module, train_ds, test_ds, fraction: float = 0.01, read
                              momentum=momentum, weight_decay=0.0),
                 history=history, time_s=time.perf_counter() - t0, model=net)
 
-# %% ../nbs/08_evaluate.ipynb #0d6eb3bc
+# %% ../nbs/08_evaluate.ipynb #f2516ceb
 L2_GRID = tuple(10.0 ** e for e in range(-6, 6))
 
 def fit_logreg(X: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_iter: int = 500,
@@ -368,15 +400,18 @@ def fit_logreg(X: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float, max_
     opt.step(closure)
     return W.detach(), b.detach()
 
+# %% ../nbs/08_evaluate.ipynb #b171ea40
 def predict_logreg(X, Wb) -> torch.Tensor:
     "Logits of the fitted logistic regression `Wb` = (W, b)."
     return X.double() @ Wb[0] + Wb[1]
 
+# %% ../nbs/08_evaluate.ipynb #8006c5a1
 def score(logits: torch.Tensor, y: torch.Tensor, metric: str) -> float:
     "`metric` ('top1' or 'mean_per_class') of `logits` against `y`."
     if metric == 'mean_per_class': return mean_per_class_accuracy(logits.argmax(1), y)
     return topk_accuracy(logits, y, ks=(1,))['top1']
 
+# %% ../nbs/08_evaluate.ipynb #a944df35
 def select_l2(Xtr, ytr, Xval, yval, n_classes: int, grid=L2_GRID, metric: str = 'top1', max_iter: int = 500):
     "The grid value of l2 with the best validation `metric`, and every value's score (fitted strongest first, warm-started)."
     scores, init = {}, None
@@ -386,12 +421,51 @@ def select_l2(Xtr, ytr, Xval, yval, n_classes: int, grid=L2_GRID, metric: str = 
     best = max(scores.values())
     return max(l2 for l2, s in scores.items() if s == best), scores  # ties go to the stronger regularisation
 
-# %% ../nbs/08_evaluate.ipynb #0b50ccf5
+# %% ../nbs/08_evaluate.ipynb #38ac2b14
 def features_standardised(Xtr, *others):
     "Features standardised with the mean and deviation of `Xtr`."
     mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
     return [(X - mu) / sd for X in (Xtr, *others)]
 
+# %% ../nbs/08_evaluate.ipynb #af12999d
+def _transfer_features(encoder, train_ds, test_ds, val_ds, pre, val_per_class, seed, batch_size, device, workers):
+    "Standardised features and labels (train, val, test) of frozen `encoder`: `val_ds`'s, or `val_per_class` of each class."
+    with Frozen(encoder.to(device)) as fz:
+        feats = lambda ds: extract_features(fz.encoder, with_transform(ds, pre), batch_size, device, workers)
+        Xtr, ytr = feats(train_ds); Xte, yte = feats(test_ds)
+        Xva, yva = feats(val_ds) if val_ds is not None else (None, None)
+    if val_ds is None:
+        tr_idx, va_idx = per_class_split(ytr, 1 - val_per_class, seed)
+        Xtr, ytr, Xva, yva = Xtr[tr_idx], ytr[tr_idx], Xtr[va_idx], ytr[va_idx]
+    Xtr, Xva, Xte = features_standardised(Xtr, Xva, Xte)
+    return Xtr, ytr, Xva, yva, Xte, yte
+
+# %% ../nbs/08_evaluate.ipynb #00746483
+def _transfer_settings(method, grid, max_iter, epochs, batch_size, base_lr, momentum, weight_decay) -> dict:
+    "The record's `lbfgs` and `sgd` entries: the settings of the method used, None for the other."
+    return dict(lbfgs=dict(grid=list(grid), max_iter=max_iter) if method == 'lbfgs' else None,
+                sgd=dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, lr=scaled_lr(base_lr, batch_size),
+                         momentum=momentum, nesterov=True, weight_decay=weight_decay, schedule='cosine',
+                         data='train+val') if method == 'sgd' else None)
+
+def _fit_transfer(method, Xtr, ytr, Xva, yva, Xte, n_cls, grid, metric, max_iter, epochs, batch_size, base_lr, momentum,
+                  weight_decay, seed, device) -> tuple[torch.Tensor, dict]:
+    "Test logits of the transfer classifier, and what the record keeps of its fit (l2 and validation scores, or history)."
+    Xall, yall = torch.cat([Xtr, Xva]), torch.cat([ytr, yva])
+    if method == 'lbfgs':
+        l2, scores = select_l2(Xtr, ytr, Xva, yva, n_cls, grid, metric, max_iter)
+        logits = predict_logreg(Xte, fit_logreg(Xall, yall, n_cls, l2, max_iter))
+        return logits, dict(l2=l2, val_scores={f'{k:g}': v for k, v in scores.items()})
+    steps = math.ceil(len(yall) / batch_size)
+    def batches(epoch):
+        order = epoch_order(len(yall), seed, epoch)
+        return ((Xall[i], yall[i]) for i in order.split(batch_size))
+    clf = train_linear(batches, Xall.shape[1], n_cls, epochs, steps, scaled_lr(base_lr, batch_size), momentum,
+                       weight_decay, seed=seed, device=device)
+    with torch.no_grad(): logits = clf(Xte.to(device)).cpu()
+    return logits, dict(history=clf.history)
+
+# %% ../nbs/08_evaluate.ipynb #a65b9423
 def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: str = 'top1', method: str = 'lbfgs',
                   image_size: int = 224, eval_transform=None, val_per_class: float = 0.2, grid=L2_GRID,
                   max_iter: int = 500, sgd_epochs: int = 100, batch_size: int = 256, seed: int = 0, device='cpu',
@@ -407,35 +481,14 @@ def transfer_eval(encoder: nn.Module, train_ds, test_ds, val_ds=None, metric: st
     device = get_device(str(device))
     t0 = time.perf_counter()
     pre = eval_transform or (transfer_transform(image_size) if image_size >= 96 else to_float_image())
-    with Frozen(encoder.to(device)) as fz:
-        feats = lambda ds: extract_features(fz.encoder, with_transform(ds, pre), batch_size, device, workers)
-        Xtr, ytr = feats(train_ds); Xte, yte = feats(test_ds)
-        Xva, yva = feats(val_ds) if val_ds is not None else (None, None)
-    if val_ds is None:
-        tr_idx, va_idx = per_class_split(ytr, 1 - val_per_class, seed)
-        Xtr, ytr, Xva, yva = Xtr[tr_idx], ytr[tr_idx], Xtr[va_idx], ytr[va_idx]
-    n_cls = num_classes(train_ds)
-    Xtr, Xva, Xte = features_standardised(Xtr, Xva, Xte)
+    Xtr, ytr, Xva, yva, Xte, yte = _transfer_features(encoder, train_ds, test_ds, val_ds, pre, val_per_class, seed,
+                                                      batch_size, device, workers)
+    sgd = (sgd_epochs, batch_size, sgd_base_lr, sgd_momentum, sgd_weight_decay)
     rec = dict(protocol=f'transfer-{method}', method=method, dataset=dataset, **encoder_recipe(encoder), metric=metric,
-               n_train=len(ytr), n_val=len(yva), n_test=len(yte), seed=seed,
-               lbfgs=dict(grid=list(grid), max_iter=max_iter) if method == 'lbfgs' else None,
-               sgd=dict(epochs=sgd_epochs, batch_size=batch_size, base_lr=sgd_base_lr, lr=scaled_lr(sgd_base_lr, batch_size),
-                        momentum=sgd_momentum, nesterov=True, weight_decay=sgd_weight_decay, schedule='cosine',
-                        data='train+val') if method == 'sgd' else None)
-    Xall, yall = torch.cat([Xtr, Xva]), torch.cat([ytr, yva])
-    if method == 'lbfgs':
-        l2, scores = select_l2(Xtr, ytr, Xva, yva, n_cls, grid, metric, max_iter)
-        logits = predict_logreg(Xte, fit_logreg(Xall, yall, n_cls, l2, max_iter))
-        rec |= dict(l2=l2, val_scores={f'{k:g}': v for k, v in scores.items()})
-    else:
-        steps = math.ceil(len(yall) / batch_size)
-        def batches(epoch):
-            order = epoch_order(len(yall), seed, epoch)
-            return ((Xall[i], yall[i]) for i in order.split(batch_size))
-        clf = train_linear(batches, Xall.shape[1], n_cls, sgd_epochs, steps, scaled_lr(sgd_base_lr, batch_size), sgd_momentum,
-                           sgd_weight_decay, seed=seed, device=device)
-        rec['history'] = clf.history
-        with torch.no_grad(): logits = clf(Xte.to(device)).cpu()
+               n_train=len(ytr), n_val=len(yva), n_test=len(yte), seed=seed, **_transfer_settings(method, grid, max_iter, *sgd))
+    logits, fitted = _fit_transfer(method, Xtr, ytr, Xva, yva, Xte, num_classes(train_ds), grid, metric, max_iter, *sgd,
+                                   seed, device)
+    rec |= fitted
     rec['metrics'] = {metric: score(logits, yte, metric)} | ({'top1': score(logits, yte, 'top1')} if metric != 'top1' else {})
     rec['time_s'] = time.perf_counter() - t0
     return rec
@@ -458,11 +511,17 @@ def knn_eval(encoder: nn.Module, train_ds, test_ds, k: int = 200, temperature: f
                 n_train=len(train_ds), n_test=len(test_ds), hparams=dict(k=k, temperature=temperature),
                 time_s=time.perf_counter() - t0)
 
-# %% ../nbs/08_evaluate.ipynb #1f42b8ba
+# %% ../nbs/08_evaluate.ipynb #c00055aa
 def record_fields(record: dict) -> dict:
     "The saved part of an evaluation result: everything but the trained modules it carries."
     return {k: v for k, v in record.items() if not isinstance(v, nn.Module)}
 
+# %% ../nbs/08_evaluate.ipynb #8c6934ae
+def load_records(folder) -> list[dict]:
+    "Every record in `folder`, oldest first."
+    return sorted((json.loads(p.read_text()) for p in Path(folder).glob('*.json')), key=lambda r: r.get('time', ''))
+
+# %% ../nbs/08_evaluate.ipynb #06df6d8f
 def save_record(record: dict, out_dir) -> Path:
     "Write `record` (minus models) as JSON into `out_dir`; returns the file's path."
     now = datetime.now(timezone.utc)
@@ -470,7 +529,3 @@ def save_record(record: dict, out_dir) -> Path:
     safe = lambda s: re.sub(r'[^A-Za-z0-9.+-]+', '_', str(s)).strip('._') or 'data'  # no '/', '..' or hidden names
     name = f"{safe(rec.get('protocol', 'eval'))}_{safe(rec.get('dataset') or 'data')}_{now.strftime('%Y%m%d-%H%M%S-%f')}.json"
     return atomic_write_text(Path(out_dir) / name, json.dumps(rec, indent=2, default=str))
-
-def load_records(folder) -> list[dict]:
-    "Every record in `folder`, oldest first."
-    return sorted((json.loads(p.read_text()) for p in Path(folder).glob('*.json')), key=lambda r: r.get('time', ''))

@@ -13,31 +13,39 @@ from .segaug import FG_HI, FG_LO
 from .core import atomic_write, atomic_write_text, read_jsonl
 
 # %% auto #0
-__all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'save_figure', 'loss_curve',
-           'plot_loss_curves', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap', 'plot_fallback_share',
+__all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'loss_curve', 'plot_loss_curves',
+           'save_figure', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap', 'plot_fallback_share',
            'mask_cases', 'plot_mask_examples', 'plot_similarity', 'plot_accuracy_against', 'write_results']
 
-# %% ../nbs/09_report.ipynb #a7026346
+# %% ../nbs/09_report.ipynb #3f208c92
 def _ref(study, setting, metric, value, who, source, note=''):
     return dict(study=study, setting=setting, metric=metric, value=value, who=who, source=source, note=note)
 
 _T1, _T3 = 'thesis Table 1', 'thesis Table 3'
-REFERENCES = [
-    # thesis 5.3 / Fig. 15: CIFAR-10 linear evaluation of ResNet-50 pretrained on CIFAR-10
+_CIFAR10_VALIDATION = [
     _ref('cifar10_validation', 'thesis-b1024', 'top1', 68.5, 'thesis', 'thesis 5.3, Fig. 15 (batch 1024)'),
     _ref('cifar10_validation', 'thesis-b128', 'top1', 77.8, 'thesis', 'thesis 5.3, Fig. 15 (batch 128)'),
     _ref('cifar10_validation', 'thesis-224', 'top1', 86.0, 'thesis', 'thesis 5.3, Fig. 15 (standard ResNet, inputs resized to 224)'),
-    # SimCLR Table 6 (as quoted by thesis Table 1) and the thesis' reproduction on 10% of ImageNet
+]
+
+# %% ../nbs/09_report.ipynb #aad6e73a
+_LINEAR_WIDTH = [
     *[_ref('linear_width', f'r50-{w}x', m, v, 'paper', f'SimCLR Table 6 via {_T1}, ResNet-50 ({w}x), {m}')
       for w, m, v in ((1, 'top1', 69.3), (1, 'top5', 89.0), (2, 'top1', 74.2), (2, 'top5', 92.0), (4, 'top1', 76.5), (4, 'top5', 93.2))],
     *[_ref('linear_width', f'r50-{w}x', m, v, 'thesis', f'{_T1}, reproduced ResNet-50 ({w}x), {m}')
       for w, m, v in ((1, 'top1', 34.6), (1, 'top5', 59.3), (2, 'top1', 35.8), (2, 'top5', 60.6), (4, 'top1', 36.4), (4, 'top5', 61.2))],
-    # thesis Table 2: standard against SegAug, ResNet-50 on 10% of ImageNet
+]
+
+# %% ../nbs/09_report.ipynb #ad51a5ef
+_SEGAUG_VS_STANDARD = [
     _ref('segaug_vs_standard', 'standard', 'top1', 34.6, 'thesis', 'thesis Table 2, SimCLR reproduced, Top 1'),
     _ref('segaug_vs_standard', 'standard', 'top5', 59.3, 'thesis', 'thesis Table 2, SimCLR reproduced, Top 5'),
     _ref('segaug_vs_standard', 'segaug', 'top1', 35.2, 'thesis', 'thesis Table 2, segmentation-based augmentations, Top 1'),
     _ref('segaug_vs_standard', 'segaug', 'top5', 60.11, 'thesis', 'thesis Table 2, segmentation-based augmentations, Top 5'),
-    # SimCLR Table 7 (fine-tuning with 1% / 10% labels) via thesis Table 3, and the thesis' reproduction
+]
+
+# %% ../nbs/09_report.ipynb #c1ba4606
+_FINETUNE_FRACTIONS = [
     *[_ref('finetune_fractions', f'r50-{w}x-{f}', m, v, 'paper', f'SimCLR Table 7 via {_T3}, ResNet-50 ({w}x), {f}, {m}', n)
       for w, f, m, v, n in ((1, '1%', 'top1', 48.3, ''), (1, '1%', 'top5', 75.5, ''), (1, '10%', 'top1', 65.6, ''),
                             (1, '10%', 'top5', 87.8, ''), (2, '1%', 'top1', 58.5, ''), (2, '1%', 'top5', 83.0, ''),
@@ -48,11 +56,17 @@ REFERENCES = [
       for w, f, m, v in ((1, '1%', 'top1', 19.2), (1, '1%', 'top5', 40.0), (1, '10%', 'top1', 44.3), (1, '10%', 'top5', 69.9),
                          (2, '1%', 'top1', 20.3), (2, '1%', 'top5', 41.9), (2, '10%', 'top1', 46.5), (2, '10%', 'top5', 71.8),
                          (4, '1%', 'top1', 20.9), (4, '1%', 'top5', 42.8), (4, '10%', 'top1', 46.6), (4, '10%', 'top5', 71.9))],
-    # thesis Table 4 (reproducing SimCLR Table 8): linear transfer, standard against SegAug
-    *[_ref('transfer', f'{m}-{d}', 'top1', v, 'thesis', f'thesis Table 4, SimCLR ({"normal" if m == "standard" else "segaug"}), {d}')
-      for m, vals in (('standard', (82.4, 59.1, 66.9, 55.0, 51.9, 83.2)), ('segaug', (82.8, 59.4, 67.9, 54.2, 52.0, 81.3)))
-      for d, v in zip(('cifar10', 'cifar100', 'flowers102', 'pets', 'sun397', 'caltech101'), vals)],
 ]
+
+# %% ../nbs/09_report.ipynb #afc7f887
+_TRANSFER = [
+    _ref('transfer', f'{m}-{d}', 'top1', v, 'thesis', f'thesis Table 4, SimCLR ({"normal" if m == "standard" else "segaug"}), {d}')
+    for m, vals in (('standard', (82.4, 59.1, 66.9, 55.0, 51.9, 83.2)), ('segaug', (82.8, 59.4, 67.9, 54.2, 52.0, 81.3)))
+    for d, v in zip(('cifar10', 'cifar100', 'flowers102', 'pets', 'sun397', 'caltech101'), vals)
+]
+
+# %% ../nbs/09_report.ipynb #831b2e1b
+REFERENCES = [*_CIFAR10_VALIDATION, *_LINEAR_WIDTH, *_SEGAUG_VS_STANDARD, *_FINETUNE_FRACTIONS, *_TRANSFER]
 
 def references(study: str) -> list[dict]:
     "The reference numbers of `study`."
@@ -103,13 +117,7 @@ def results_table(rows: list[dict], study: str | None, by: str = 'setting', metr
     if notes: lines += [''] + [f'Note: {n}' for n in notes]
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/09_report.ipynb #f57ba087
-def save_figure(fig, folder, name: str, dpi: int = 120) -> Path:
-    "Write `fig` as `folder/name.png` (atomically) and return the path."
-    path = Path(folder) / f'{name}.png'
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi, bbox_inches='tight'))
-
-# %% ../nbs/09_report.ipynb #db631c08
+# %% ../nbs/09_report.ipynb #90e58a8a
 def loss_curve(run_dir) -> tuple[list[float], list[float]]:
     "(epochs, losses) of a pretraining run folder: step records at fractional epochs, else epoch records."
     recs = read_jsonl(Path(run_dir) / 'metrics.jsonl')
@@ -120,6 +128,7 @@ def loss_curve(run_dir) -> tuple[list[float], list[float]]:
         return [r['epoch'] + r['batch'] / per_epoch for r in steps], [r['loss'] for r in steps]
     return [r['epoch'] + 1 for r in epochs], [r['loss'] for r in epochs]
 
+# %% ../nbs/09_report.ipynb #5594730d
 def plot_loss_curves(runs: dict, ax=None, title: str = 'NT-Xent loss during pretraining'):
     "One loss curve per run: `runs` maps a label to a run folder (several folders per label: one line each, same colour)."
     import matplotlib.pyplot as plt
@@ -130,6 +139,12 @@ def plot_loss_curves(runs: dict, ax=None, title: str = 'NT-Xent loss during pret
             ax.plot(x, y, color=f'C{i}', alpha=0.8, label=label if j == 0 else None)
     ax.set_xlabel('epoch'); ax.set_ylabel('loss'); ax.set_title(title); ax.legend(fontsize=8)
     return ax
+
+# %% ../nbs/09_report.ipynb #f57ba087
+def save_figure(fig, folder, name: str, dpi: int = 120) -> Path:
+    "Write `fig` as `folder/name.png` (atomically) and return the path."
+    path = Path(folder) / f'{name}.png'
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi, bbox_inches='tight'))
 
 # %% ../nbs/09_report.ipynb #8cfb7f91
 def plot_accuracy_bars(rows: list[dict], x: str, metric: str = 'top1', hue: str | None = None, ax=None,
@@ -183,7 +198,7 @@ def plot_fallback_share(runs: dict, ax=None):
     ax.set_title('images that took the standard pipeline')
     return ax
 
-# %% ../nbs/09_report.ipynb #08be4c09
+# %% ../nbs/09_report.ipynb #34d49c47
 def mask_cases(ratios: torch.Tensor, lo: float = FG_LO, hi: float = FG_HI) -> dict:
     "Index of a typical image (F_ratio nearest the median inside [lo, hi]), the most-foreground and the most-background image."
     inside = ((ratios >= lo) & (ratios <= hi)).nonzero().flatten()
@@ -192,6 +207,7 @@ def mask_cases(ratios: torch.Tensor, lo: float = FG_LO, hi: float = FG_HI) -> di
     return dict(typical=int(pool[(ratios[pool] - med).abs().argmin()]), most_foreground=int(ratios.argmax()),
                 most_background=int(ratios.argmin()))
 
+# %% ../nbs/09_report.ipynb #1370d690
 def plot_mask_examples(segaug_ds, indices: dict):
     "One row per case of `indices` (name -> index) of a `SegAugDataset`: image, mask with F_ratio, two SegAug views."
     import matplotlib.pyplot as plt

@@ -61,9 +61,9 @@ def _study(name, reproduces, extra=None, smoke=None, demo=None, cifar10=None, pa
                                                         "which are not parameters of the study; add them to its defaults")
     return Study(name, reproduces, params, presets, choices or {}, datasets)
 
-# %% ../nbs/10_study.ipynb #986c8b99
+# %% ../nbs/10_study.ipynb #784b7447
 _METHODS = ('standard', 'segaug')
-STUDIES = {s.name: s for s in [
+_DEMO_STUDIES = [
     _study('walkthrough', 'teaching: views, similarity matrix, NT-Xent, a short pretraining, masks and SegAug views, linear evaluation',
            extra=dict(seeds=1, epochs=4, num_images=1000), cifar10=dict(epochs=20)),
     _study('segaug_vs_standard', 'thesis Table 2 (standard 34.6/59.3 against SegAug 35.2/60.11); the demo study',
@@ -73,6 +73,10 @@ STUDIES = {s.name: s for s in [
            paper=IMAGENET | dict(fraction=0.1, spurious=0.0, segmenter='deeplabv3_resnet50', segaug_global=False,
                                  augment_device='auto'),
            choices=dict(methods=_METHODS)),
+]
+
+# %% ../nbs/10_study.ipynb #40de77ca
+_LINEAR_STUDIES = [
     _study('cifar10_validation', 'thesis 5.3 / SimCLR Fig. B.7: linear evaluation over batch size x epochs; thesis Fig. 15',
            extra=dict(batch_sizes=[128, 256], epoch_list=[2, 4], lrs=[1.0], temperature=0.5, thesis_settings=False,
                       thesis_recipes=['thesis-cifar'], seeds=1),
@@ -85,6 +89,10 @@ STUDIES = {s.name: s for s in [
            extra=dict(widths=[0.25, 0.5], fraction=None, official_weights=''),
            smoke=dict(widths=[0.125]), cifar10=dict(depth=50, widths=[1.0, 2.0]),
            paper=IMAGENET | dict(fraction=0.1, widths=[1.0, 2.0, 4.0])),
+]
+
+# %% ../nbs/10_study.ipynb #b266205b
+_LABEL_AND_TRANSFER_STUDIES = [
     _study('finetune_fractions', 'SimCLR Table 7 / thesis Table 3: fine-tuning with 1% and 10% of the labels',
            extra=dict(widths=[0.25], fractions=[0.01, 0.1], readings=['paper', 'thesis'], fraction=None, finetune_epochs=10,
                       finetune_batch_size=256),
@@ -103,6 +111,10 @@ STUDIES = {s.name: s for s in [
                                  methods=list(_METHODS), transfer_methods=['lbfgs', 'sgd'], segmenter='deeplabv3_resnet50',
                                  spurious=0.0, transfer_size=224, segaug_global=False),
            choices=dict(methods=_METHODS, transfer_methods=('lbfgs', 'sgd')), datasets=('dataset', 'targets')),
+]
+
+# %% ../nbs/10_study.ipynb #d888c56f
+_ABLATION_STUDIES = [
     _study('mask_ablation', 'new: accuracy against mask quality (exact, degraded, saliency, DeepLabV3, no masks)',
            extra=dict(masks=['oracle', 'erode:1', 'shift:3', 'saliency', 'none'], spurious_levels=[0.8], deeplab_weights='',
                       segaug_global=True),
@@ -113,9 +125,12 @@ STUDIES = {s.name: s for s in [
            paper=PAPER | dict(dataset='synthetic', num_images=None, eval_images=None, test_images=None, seeds=5, epochs=100,
                               depth=18, width=1.0, batch_size=512, masks=['oracle', 'erode:1', 'erode:2', 'erode:4', 'shift:3',
                               'blocks:0.2', 'saliency', 'none'], spurious_levels=[0.0, 0.5, 0.8, 1.0], deeplab_weights='')),
-]}
+]
 
-# %% ../nbs/10_study.ipynb #25017a7f
+# %% ../nbs/10_study.ipynb #ef013baa
+STUDIES = {s.name: s for s in [*_DEMO_STUDIES, *_LINEAR_STUDIES, *_LABEL_AND_TRANSFER_STUDIES, *_ABLATION_STUDIES]}
+
+# %% ../nbs/10_study.ipynb #aabc521c
 def _type_ok(value, default) -> bool:
     if default is None or value is None: return True
     if isinstance(default, bool): return isinstance(value, bool)
@@ -124,6 +139,7 @@ def _type_ok(value, default) -> bool:
         return isinstance(value, (list, tuple)) and all(_type_ok(v, default[0]) for v in value) if default else isinstance(value, (list, tuple))
     return isinstance(value, type(default))
 
+# %% ../nbs/10_study.ipynb #11c5a949
 def resolve_params(study: str, given: dict | None = None) -> dict:
     "The parameters of `study`: its preset (`given['preset']`, default 'demo'), then what `given` changes, all checked."
     if study not in STUDIES: raise ValueError(f"unknown study {study!r}; the studies are {sorted(STUDIES)}")
@@ -150,7 +166,7 @@ def resolve_params(study: str, given: dict | None = None) -> dict:
         if P[k] is not None and P[k] < 2: raise ValueError(f"{study}: {k} must be >= 2 or None (all), got {P[k]}")
     return P
 
-# %% ../nbs/10_study.ipynb #b04f45de
+# %% ../nbs/10_study.ipynb #3ded40b2
 def project_root() -> Path:
     "The clone of this project (the folder with settings.ini above the package), else the working directory."
     here = Path(__file__).resolve().parent.parent if '__file__' in globals() else Path.cwd()
@@ -158,22 +174,25 @@ def project_root() -> Path:
         if (d / 'settings.ini').exists() and (d / 'nbs').is_dir(): return d
     return Path.cwd()
 
+# %% ../nbs/10_study.ipynb #2e4c5dcc
 def resolve_path(p) -> Path:
     "`p` as an absolute path, relative ones taken from the project folder."
     p = Path(p).expanduser()
     return p if p.is_absolute() else project_root() / p
 
+# %% ../nbs/10_study.ipynb #22fa34d5
 def study_dir(study: str, P: dict) -> Path:
     "The output folder of a study run: `P['out_dir']`, or `outputs/<study>/<preset>` (so running again reuses it)."
     return resolve_path(P['out_dir'] or Path('outputs') / study / P['preset'])
 
-# %% ../nbs/10_study.ipynb #2a2e87c3
+# %% ../nbs/10_study.ipynb #c1f03069
 def needed_datasets(study: str, P: dict) -> list[str]:
     "The datasets that `P` names for `study`."
     out = []
     for k in STUDIES[study].datasets: out += P[k] if isinstance(P[k], list) else [P[k]]
     return list(dict.fromkeys(out))
 
+# %% ../nbs/10_study.ipynb #b45db4fa
 def check_datasets(study: str, P: dict) -> None:
     "Raise `FileNotFoundError` listing every needed dataset that cannot be opened, and how to get it."
     missing = []
@@ -197,7 +216,7 @@ def setup_study(study: str, namespace: dict) -> tuple[dict, Path]:
     atomic_write_text(out / 'params.yaml', yaml.safe_dump(dict(study=study) | P, sort_keys=False))
     return P, out
 
-# %% ../nbs/10_study.ipynb #8c76e6d5
+# %% ../nbs/10_study.ipynb #7f4ecbe1
 RUN_ONLY = ('out', 'resume', 'stop_after', 'progress', 'workers', 'log_every', 'nproc', 'mask_cache', 'rebuild_masks')
 
 def pretrain_config(P: dict, **changes) -> PretrainConfig:
@@ -207,16 +226,19 @@ def pretrain_config(P: dict, **changes) -> PretrainConfig:
     kw |= dict(data_root=str(resolve_path(P['data_root'])), progress=False, log_every=5, warmup_epochs=min(10, P['epochs'] / 10))
     return PretrainConfig(**(kw | changes))
 
+# %% ../nbs/10_study.ipynb #f88a6bf5
 def config_key(cfg: PretrainConfig) -> str:
     "A short hash of the settings of `cfg` that change its result."
     d = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
+# %% ../nbs/10_study.ipynb #12467826
 def finished(folder, epochs: int) -> bool:
     "Whether the run in `folder` has trained all `epochs`: its checkpoint says so (the one record of progress)."
     ck = Path(folder) / CHECKPOINT
     return ck.exists() and load_checkpoint(ck)['epoch'] >= epochs
 
+# %% ../nbs/10_study.ipynb #e5ab0105
 def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
     "The folder of the finished pretraining run `cfg` under `root`: reused if finished, resumed if started, else trained."
     folder = Path(root) / 'pretrain' / f'{label}-{config_key(cfg)}'
@@ -229,16 +251,18 @@ def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
         print(f"pretrained {label}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s -> {folder}")
     return folder
 
-# %% ../nbs/10_study.ipynb #42637472
+# %% ../nbs/10_study.ipynb #54d9f811
 def encoder_spec(run) -> str:
     "What `load_encoder` takes for `run`: a run folder's checkpoint, or `run` itself (e.g. 'random:depth=18,...')."
     p = Path(str(run))
     return str(p / CHECKPOINT) if p.is_dir() else str(run)
 
+# %% ../nbs/10_study.ipynb #0581e585
 def random_spec(P: dict, width: float | None = None, seed: int = 0) -> str:
     "The randomly initialised encoder of `P`'s architecture: the floor of every table."
     return f"random:depth={P['depth']},width={float(width if width is not None else P['width'])},cifar_stem={int(P['cifar_stem'])},seed={seed}"
 
+# %% ../nbs/10_study.ipynb #159d7461
 def evaluated(root, key: dict, compute) -> dict:
     "The record for `key` from `root/records/`, computed by `compute()` and saved (atomically) the first time."
     name = f"{key.get('protocol', 'eval')}-{hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]}.json"
@@ -248,7 +272,7 @@ def evaluated(root, key: dict, compute) -> dict:
     atomic_write_text(path, json.dumps(rec, indent=2, default=str))
     return rec
 
-# %% ../nbs/10_study.ipynb #4e4dc2c3
+# %% ../nbs/10_study.ipynb #0ec75a28
 _EVAL_DATA: dict = {}
 
 def eval_data(P: dict, dataset: str | None = None):
@@ -264,6 +288,7 @@ def eval_data(P: dict, dataset: str | None = None):
                            get_dataset(name, split=test_split, num_images=P['test_images'], **kw))
     return _EVAL_DATA[key]
 
+# %% ../nbs/10_study.ipynb #e085cfd4
 def evaluate(root, run, protocol: str, P: dict, dataset: str | None = None, **options) -> dict:
     """Record of `protocol` ('linear', 'knn', 'finetune', 'transfer') for the encoder of `run` (a run folder or a
     `load_encoder` spec) on `dataset`, computed once under `root`. `options` go to the protocol; `curve=True` gives a
@@ -288,25 +313,29 @@ def evaluate(root, run, protocol: str, P: dict, dataset: str | None = None, **op
         raise ValueError(f"unknown protocol {protocol!r}; choose 'linear', 'knn', 'finetune' or 'transfer'")
     return evaluated(root, key, compute)
 
-# %% ../nbs/10_study.ipynb #ddce5ff5
+# %% ../nbs/10_study.ipynb #e5d0bf3f
 def standard_augment(P: dict) -> str:
     "The standard augmentation of a study: 'simclr' (with blur) from 96 px up, 'cifar' (no blur) below."
     return 'simclr' if P['image_size'] >= 96 else 'cifar'
 
+# %% ../nbs/10_study.ipynb #cb71c22f
 def method_config(P: dict, method: str, seed: int = 0, **changes) -> PretrainConfig:
     "The pretraining config of `method` ('standard' or 'segaug') with `seed` under the study parameters `P`."
     if method not in ('standard', 'segaug'): raise ValueError(f"method must be 'standard' or 'segaug', got {method!r}")
     return pretrain_config(P, augment='segaug' if method == 'segaug' else standard_augment(P), seed=seed, **changes)
 
+# %% ../nbs/10_study.ipynb #7e0977d3
 def width_label(P: dict, width: float) -> str:
     "The row name of the study's encoder at `width`, as the reference tables name it: 'r50-2x'."
     return f"r{P['depth']}-{width:g}x"
 
+# %% ../nbs/10_study.ipynb #4870ca4e
 def encoder_millions(P: dict, width: float | None = None) -> float:
     "Parameters (millions) of the study's encoder at `width`, counted without allocating it (meta device)."
     from segaug_simclr.models import count_params, resnet
     with torch.device('meta'): return count_params(resnet(P['depth'], P['width'] if width is None else width, P['cifar_stem'])) / 1e6
 
+# %% ../nbs/10_study.ipynb #6b0a2054
 def mask_source(P: dict, mask: str) -> dict:
     "The `PretrainConfig` changes for mask source `mask` ('none', a segmenter name, or 'kind:amount' degrading exact masks)."
     if mask == 'none': return dict(augment=standard_augment(P))
@@ -314,12 +343,14 @@ def mask_source(P: dict, mask: str) -> dict:
     if ':' in mask: return dict(augment='segaug', segmenter='oracle', mask_degrade=mask)
     return dict(augment='segaug', segmenter=mask, segmenter_weights=weights)
 
+# %% ../nbs/10_study.ipynb #3c88e6f3
 def segaug_data(P: dict, root, **changes):
     "The SegAug training set of a study (masks from the study's cache under `root`), for pictures of masks and views."
     from segaug_simclr.train import segaug_dataset
     cfg = pretrain_config(P, augment='segaug', **changes)
     return segaug_dataset(replace(cfg, mask_cache=str(Path(root) / 'mask_cache'), progress=False))
 
+# %% ../nbs/10_study.ipynb #a55749d3
 def mask_source_iou(P: dict, root, mask: str, n: int = 500, **changes) -> float | None:
     "Mean IoU of mask source `mask` against the exact masks of the first `n` training images (None for 'none')."
     from segaug_simclr.segment import mask_iou
@@ -329,7 +360,7 @@ def mask_source_iou(P: dict, root, mask: str, n: int = 500, **changes) -> float 
     if exact is None: raise ValueError(f"{P['dataset']} has no exact masks to measure mask quality against; use the synthetic benchmark")
     return sum(mask_iou(ds.masks[i], exact[i]) for i in range(min(n, len(ds)))) / min(n, len(ds))
 
-# %% ../nbs/10_study.ipynb #13b33947
+# %% ../nbs/10_study.ipynb #fbae5026
 def notebook_path(study: str) -> Path:
     "The run notebook of `study`."
     p = project_root() / 'nbs' / 'runs' / f'{study}.ipynb'
@@ -338,13 +369,16 @@ def notebook_path(study: str) -> Path:
                                 "(pip install -e . inside it)")
     return p
 
+# %% ../nbs/10_study.ipynb #79934c57
 def default_out(study: str) -> Path:
     "A fresh output folder for a command-line run: outputs/<study>/<date-time>."
     return project_root() / 'outputs' / study / datetime.now().strftime('%Y%m%d-%H%M%S')
 
+# %% ../nbs/10_study.ipynb #6871d49d
 class StudyFailed(RuntimeError):
     "A study notebook stopped with an error; the partly executed notebook is kept."
 
+# %% ../nbs/10_study.ipynb #3130d03f
 def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=None, kernel: str = 'python3',
               timeout: int | None = None, progress: bool = True) -> Path:
     "Execute the run notebook of `study` with `preset` and `params` into `out` (default: a new dated folder); returns `out`."
