@@ -72,7 +72,7 @@ def run_command(args) -> int:
         print(f"{name}: done, results in {done}")
     return 0
 
-# %% ../nbs/11_cli.ipynb #ee9c2a4e
+# %% ../nbs/11_cli.ipynb #0943dce0
 def eval_command(args) -> int:
     "`segaug-simclr eval`: run the chosen protocols on an encoder and write their records into --out."
     from segaug_simclr import evaluate as ev
@@ -91,7 +91,7 @@ def eval_command(args) -> int:
                 finetune=lambda: ev.finetune(enc, train, test, fraction=args.fraction, **common),
                 transfer=lambda: ev.transfer_eval(enc, train, test, metric=ev.transfer_metric(args.dataset), **common))
     for name in (list(runs) if 'all' in args.protocol else args.protocol):
-        rec = runs[name]() | dict(encoder=args.encoder)  # the record names what was evaluated
+        rec = runs[name]() | dict(encoder=args.encoder) | ev.encoder_recipe(args.encoder)  # what was evaluated, and its recipe
         path = ev.save_record(rec, args.out)
         print(f"{rec['protocol']}: " + ', '.join(f'{k} {v:.4f}' for k, v in rec['metrics'].items()) + f"  -> {path}")
     return 0

@@ -28,23 +28,23 @@ def test_encoder_really_frozen_during_linear_eval(small, protocol):
     tr, te = small
     enc = resnet(18, 0.25, cifar_stem=True).train()  # handed over in training mode on purpose
     before, bn = snapshot(enc), _bn_stats(enc)
-    rec = linear_eval(enc, tr, te, protocol, epochs=2, batch_size=50)
+    rec, clf = linear_eval(enc, tr, te, protocol, epochs=2, batch_size=50, return_model=True)
     assert all(torch.equal(v, before[k]) for k, v in enc.state_dict().items())
     assert all(torch.equal(v, bn[k]) for k, v in _bn_stats(enc).items())
     assert rec['protocol'] == f'linear-{protocol}' and set(rec['metrics']) == {'top1', 'top5'}
-    assert rec['classifier'].in_features == enc.out_dim  # on h, not on the projection head
+    assert clf.in_features == enc.out_dim  # on h, not on the projection head
     assert enc.training and all(p.requires_grad for p in enc.parameters())  # handed back as it came
 
 
 def test_cached_and_recomputed_agree_without_augmentation(small):
     tr, te = small
     enc = resnet(18, 0.25, cifar_stem=True)
-    a = linear_eval(enc, tr, te, 'cached', epochs=3, batch_size=40, seed=5)
-    b = linear_eval(enc, tr, te, 'augmented', epochs=3, batch_size=40, seed=5, train_transform=to_float_image())
-    assert torch.allclose(a['classifier'].weight, b['classifier'].weight, atol=1e-4)
-    assert a['metrics'] == b['metrics']
-    c = linear_eval(enc, tr, te, 'augmented', epochs=3, batch_size=40, seed=5)  # with crop + flip it differs
-    assert not torch.allclose(a['classifier'].weight, c['classifier'].weight, atol=1e-4)
+    ra, a = linear_eval(enc, tr, te, 'cached', epochs=3, batch_size=40, seed=5, return_model=True)
+    rb, b = linear_eval(enc, tr, te, 'augmented', epochs=3, batch_size=40, seed=5, train_transform=to_float_image(), return_model=True)
+    assert torch.allclose(a.weight, b.weight, atol=1e-4)
+    assert ra['metrics'] == rb['metrics']
+    _, c = linear_eval(enc, tr, te, 'augmented', epochs=3, batch_size=40, seed=5, return_model=True)  # with crop + flip it differs
+    assert not torch.allclose(a.weight, c.weight, atol=1e-4)
 
 
 def _blobs(n, d, noise, g, means):
@@ -121,9 +121,10 @@ def test_finetune_trains_a_copy_and_records_the_reading(small):
     tr, te = small
     enc = resnet(18, 0.25, cifar_stem=True)
     before = snapshot(enc)
-    rec = finetune(enc, tr, te, fraction=0.1, reading='thesis', pretrain_fraction=0.5, epochs=2, batch_size=10, image_size=32)
+    rec, net = finetune(enc, tr, te, fraction=0.1, reading='thesis', pretrain_fraction=0.5, epochs=2, batch_size=10, image_size=32,
+                        return_model=True)
     assert all(torch.equal(v, before[k]) for k, v in enc.state_dict().items())
-    assert not torch.equal(rec['model'][0].conv1.weight, enc.conv1.weight)
+    assert not torch.equal(net[0].conv1.weight, enc.conv1.weight)
     assert (rec['protocol'], rec['label_fraction_reading'], rec['n_train']) == ('finetune-0.1', 'thesis', 20)
     assert rec['hparams']['weight_decay'] == 0.0
 
@@ -190,3 +191,21 @@ def test_sgd_transfer_learns_a_separable_task():
     rec = transfer_eval(resnet(18, 0.25, cifar_stem=True), split(60), split(30), method='sgd', image_size=16,
                         sgd_epochs=30, batch_size=30, dataset='colours')
     assert rec['protocol'] == 'transfer-sgd' and rec['metrics']['top1'] >= 0.9, rec['metrics']
+
+
+def test_records_name_the_encoders_recipe(tmp_path, tiny_cfg):
+    "The recipe comes from the spec (config.json, or the checkpoint without it), not from the module; `eval` records it."
+    from pathlib import Path
+    from segaug_simclr.cli import main
+    from segaug_simclr.evaluate import encoder_recipe
+    res = pretrain(tiny_cfg(recipe='thesis-cifar-literal', lr=None, color_strength=0.7, epochs=1))
+    want = encoder_recipe(res['checkpoint'])
+    assert want['recipe'] == 'thesis-cifar-literal' and want['recipe_overrides'] == {'color_strength': 0.7}
+    assert not hasattr(load_encoder(res['checkpoint']), 'recipe')
+    (Path(res['out']) / 'config.json').unlink()
+    assert encoder_recipe(res['checkpoint']) == want  # read from the checkpoint itself
+    assert encoder_recipe('random:depth=18,width=0.25,cifar_stem=1')['recipe'] is None
+    assert main(['eval', res['checkpoint'], '--dataset', 'synthetic', '--protocol', 'knn', '--num-images', '60',
+                 '--test-images', '40', '--device', 'cpu', '--out', str(tmp_path / 'records')]) == 0
+    rec = load_records(tmp_path / 'records')[0]
+    assert (rec['encoder'], rec['recipe'], rec['recipe_overrides']) == (res['checkpoint'], 'thesis-cifar-literal', {'color_strength': 0.7})

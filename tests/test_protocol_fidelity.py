@@ -152,11 +152,11 @@ def test_cifar_at_224_is_evaluated_as_trained(small):
     assert torch.equal(default_eval_transform(224, image_side(tr))(img), resize_eval(224)(img))
     assert torch.equal(default_eval_transform(224, 500)(img), center_crop_eval(224, 256)(img))  # ImageNet-sized images
     enc = resnet(18, 0.25)
-    a = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64)
-    b = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64, eval_transform=resize_eval(64))
-    c = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64, eval_transform=center_crop_eval(64, 73))
-    assert torch.equal(a['classifier'].weight, b['classifier'].weight)
-    assert not torch.equal(a['classifier'].weight, c['classifier'].weight)
+    _, a = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64, return_model=True)
+    _, b = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64, eval_transform=resize_eval(64), return_model=True)
+    _, c = linear_eval(enc, tr, te, epochs=2, batch_size=20, image_size=64, eval_transform=center_crop_eval(64, 73), return_model=True)
+    assert torch.equal(a.weight, b.weight)
+    assert not torch.equal(a.weight, c.weight)
     k1 = knn_eval(enc, tr, te, k=5, image_size=64)['metrics']
     assert k1 == knn_eval(enc, tr, te, k=5, image_size=64, eval_transform=resize_eval(64))['metrics']
 
