@@ -21,14 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from segaug_simclr.augment import TwoViews, cifar_augment, simclr_augment
-from segaug_simclr.segaug import SegAugViews
+from segaug_simclr.segaug import BatchSegAug, SegAugDataset, SegAugViews
 from segaug_simclr.batch_augment import BatchViews
-from segaug_simclr.segaug import BatchSegAug
 from segaug_simclr.core import get_device
 from segaug_simclr.data import synthetic_shapes
 from segaug_simclr.models import simclr_model
 from segaug_simclr.optim import make_optimizer, warmup_cosine_scheduler
-from segaug_simclr.segaug import SegAugDataset
 from segaug_simclr.train import PretrainConfig, TrainState, device_loader, pretrain_loader, train_one_epoch
 
 PEAK_BF16_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0, 'L40S': 362.0}  # dense bf16 tensor-core peaks

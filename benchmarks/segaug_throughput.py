@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 
 from segaug_simclr.augment import TwoViews, cifar_augment, simclr_augment
-from segaug_simclr.segaug import SegAugViews
+from segaug_simclr.segaug import SegAugDataset, SegAugViews
 from segaug_simclr.data import synthetic_shapes
 from datapath import per_image_rate  # this folder: the one per-image throughput measurement
 from segaug_simclr.segment import DeepLabSegmenter, OracleSegmenter, build_mask_cache
-from segaug_simclr.segaug import SegAugDataset
 
 
 def main():

@@ -163,3 +163,6 @@ def test_an_unreadable_file_is_replaced_with_its_label_and_mask(tmp_path):
     assert idx.tolist() == [0, 1, 3, 3, 4, 5]
     m = dl._masks(idx, idx)
     assert torch.equal(m[2], m[3]) and not torch.equal(m[1], m[2])  # the mask of the image read
+    from segaug_simclr.segaug import SegAugDataset  # the per-image SegAug path does the same
+    (_, _), y = SegAugDataset(ds, masks.bool(), SegAugViews(16, standard=cifar_augment(16)))[broken]
+    assert y == int(ds.targets[broken + 1])

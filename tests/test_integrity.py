@@ -205,14 +205,18 @@ class Slow(OracleSegmenter):
     def segment_items(self, ds, idx, size):
         Slow.calls += 1; time.sleep(0.3)
         return super().segment_items(ds, idx, size)
+from pathlib import Path
+import os; sync = Path(sys.argv[2]); (sync / str(os.getpid())).touch()
+while len(list(sync.iterdir())) < 2: time.sleep(0.05)  # both imported: start together, whatever the load
 store = build_mask_cache(synthetic_shapes(200, seed=4), Slow(), sys.argv[1], 'syn', batch_size=20, progress=False)
 print(Slow.calls, len(store), float(store.fg_ratio.mean()))
 """
 
 
-def test_two_builds_of_one_mask_cache(tmp_path):
-    procs = [subprocess.Popen([sys.executable, '-c', BUILD, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+def test_two_builds_of_one_mask_cache(tmp_path, tmp_path_factory):
+    sync = tmp_path_factory.mktemp('sync')
+    procs = [subprocess.Popen([sys.executable, '-c', BUILD, str(tmp_path), str(sync)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     calls = sorted(int(o[0].split()[0]) for o in outs)

@@ -101,7 +101,10 @@ def test_committed_executed(path):
     "Cells that end in a value show it, and cells that draw show the figure (run `tools/run_nbs.py` and commit)."
     blank = []
     for kind, src, outputs in _cells(path):
-        if kind != 'code' or _is_export(src) or _flagged(src): continue
+        if kind != 'code': continue
+        errors = [o.get('ename') for o in outputs if o.get('output_type') == 'error']
+        if errors: blank.append(('an error is committed', errors, src.splitlines()[0]))
+        if _is_export(src) or _flagged(src): continue
         images = [o for o in outputs if 'image/png' in o.get('data', {})]
         if _plots(src) and not images: blank.append(('no figure', src.splitlines()[0]))
         elif _shows_a_value(src) and not outputs: blank.append(('no output', src.splitlines()[-1]))

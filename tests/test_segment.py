@@ -10,10 +10,9 @@ from torchvision.transforms import v2
 import fakes
 from segaug_simclr.augment import cifar_augment
 from segaug_simclr.segment import fg_ratio
-from segaug_simclr.segaug import region_augment, RegionPolicy, SegAugViews
+from segaug_simclr.segaug import RegionPolicy, SegAugDataset, SegAugViews, fallback_share, region_augment
 from segaug_simclr.data import get_dataset, synthetic_shapes
 from segaug_simclr.segment import DeepLabSegmenter, MaskStore, OracleSegmenter, SaliencySegmenter, build_mask_cache, degrade_mask, get_segmenter, mask_iou
-from segaug_simclr.segaug import fallback_share, SegAugDataset
 from segaug_simclr.checkpoint import load_checkpoint
 from segaug_simclr.train import pretrain
 from segaug_simclr.core import read_jsonl
