@@ -163,8 +163,8 @@ def test_transfer_on_registered_datasets_with_their_metric(tmp_path, monkeypatch
 
 
 def test_brief_pretraining_beats_random_on_synthetic_under_all_protocols(tmp_path):
-    cfg = PretrainConfig(dataset='synthetic', depth=18, width=0.25, epochs=8, batch_size=256, lr=1.0, temperature=0.2,
-                         crop_min=0.2, warmup_epochs=1, amp='bf16', channels_last=True, device='cpu',
+    cfg = PretrainConfig(dataset='synthetic', num_images=2000, depth=18, width=0.25, epochs=8, batch_size=64, lr=1.0, temperature=0.2,
+                         crop_min=0.5, warmup_epochs=1, amp='bf16', channels_last=True, device='cpu',
                          out=str(tmp_path / 'run'), progress=False)
     res = pretrain(cfg)
     tr = get_dataset('synthetic', split='train', num_images=2000, seed=1)

@@ -26,4 +26,4 @@ fi
 echo "ok: package in sync with notebooks, notebooks clean"
 
 "$BIN/nbdev_test" --n_workers 2
-"$BIN/python" -m pytest -q tests
+"$BIN/python" -m pytest -q --durations=10 tests
