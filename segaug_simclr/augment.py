@@ -14,7 +14,7 @@ from torchvision.transforms import InterpolationMode
 __all__ = ['AUGMENTATIONS', 'show_images', 'separable_gaussian_blur', 'blur_kernel_size', 'GaussianBlur', 'ScaledGaussianBlur',
            'colour_jitter', 'colour_distortion', 'simclr_augment', 'cifar_augment', 'to_float_image',
            'center_crop_eval', 'transfer_transform', 'crop_flip', 'resize_eval', 'make_augment', 'TwoViews',
-           'record_draws']
+           'ramp_probe', 'record_draws']
 
 # %% ../nbs/02_augment.ipynb #6367cb05
 def show_images(imgs, titles=None, ncols: int | None = None, size: float = 1.4, axs=None):
@@ -153,6 +153,12 @@ class TwoViews:
     def __init__(self, transform): self.transform = transform
     def __call__(self, x): return self.transform(x), self.transform(x)
     def __repr__(self): return f"TwoViews({self.transform!r})"
+
+# %% ../nbs/02_augment.ipynb #bd2de66f
+def ramp_probe(size: int = 64) -> torch.Tensor:
+    "A colourful left-to-right ramp (uint8, 3 x `size` x `size`): a flip reverses it, grayscale equalises its channels."
+    ramp = torch.linspace(30, 220, size).round().to(torch.uint8).expand(size, size)
+    return torch.stack([ramp, (ramp.float() * 0.6).to(torch.uint8), (255 - ramp.float() * 0.5).to(torch.uint8)])
 
 # %% ../nbs/02_augment.ipynb #ed46b551
 def record_draws(aug: v2.Compose, img: torch.Tensor, n: int) -> dict:

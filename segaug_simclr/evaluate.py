@@ -29,7 +29,7 @@ __all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE
            'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'check_splits',
            'with_transform', 'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune',
            'fit_logreg', 'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval',
-           'load_records', 'save_record']
+           'load_records', 'record_json', 'save_record']
 
 # %% ../nbs/08_evaluate.ipynb #9ca08a2a
 def _parse_spec(spec: str) -> dict:
@@ -522,17 +522,22 @@ def load_records(folder) -> list[dict]:
     "Every record in `folder`, oldest first."
     return sorted((json.loads(p.read_text()) for p in Path(folder).glob('*.json')), key=lambda r: r.get('time', ''))
 
-# %% ../nbs/08_evaluate.ipynb #b5af190d
+# %% ../nbs/08_evaluate.ipynb #ed8bdd03
 def _plain(o):
     "JSON for the few non-JSON values a record may hold (paths, numeric scalars); anything else is a mistake."
     if isinstance(o, Path): return str(o)
     if hasattr(o, 'item') and getattr(o, 'ndim', 1) == 0: return o.item()
     raise TypeError(f"a record holds a {type(o).__name__}: records are plain data (protocols return trained modules beside them)")
 
+def record_json(record: dict) -> str:
+    "`record` as indented JSON; a value that is not data raises TypeError."
+    return json.dumps(record, indent=2, default=_plain)
+
+# %% ../nbs/08_evaluate.ipynb #478b7740
 def save_record(record: dict, out_dir) -> Path:
     "Write `record` as JSON into `out_dir`; returns the file's path."
     now = datetime.now(timezone.utc)
     rec = record | dict(time=now.isoformat(), version=__version__)
     safe = lambda s: re.sub(r'[^A-Za-z0-9.+-]+', '_', str(s)).strip('._') or 'data'  # no '/', '..' or hidden names
     name = f"{safe(rec.get('protocol', 'eval'))}_{safe(rec.get('dataset') or 'data')}_{now.strftime('%Y%m%d-%H%M%S-%f')}.json"
-    return atomic_write_text(Path(out_dir) / name, json.dumps(rec, indent=2, default=_plain))
+    return atomic_write_text(Path(out_dir) / name, record_json(rec))

@@ -1,21 +1,15 @@
 import torch
 from torch.utils.data import DataLoader
 
-from segaug_simclr.augment import TwoViews, cifar_augment, record_draws, simclr_augment, crop_flip
+from segaug_simclr.augment import TwoViews, cifar_augment, crop_flip, ramp_probe, record_draws, simclr_augment
 from segaug_simclr.data import ImageTensorDataset, epoch_generator
 
 N = 1500
 
 
-def _probe(size=64):
-    "A colourful left-to-right ramp: a flip reverses it, grayscale equalises the channels."
-    ramp = torch.linspace(30, 220, size).round().to(torch.uint8).expand(size, size)
-    return torch.stack([ramp, (ramp.float() * 0.6).to(torch.uint8), (255 - ramp.float() * 0.5).to(torch.uint8)])
-
-
 def test_simclr_pipeline_rates_and_ranges():
     torch.manual_seed(1)
-    r = record_draws(simclr_augment(64, s=1.0), _probe(), N)
+    r = record_draws(simclr_augment(64, s=1.0), ramp_probe(), N)
     assert abs(r['flipped'] / N - 0.5) < 0.05
     assert abs(len(r['jitter']) / N - 0.8) < 0.04
     assert abs(r['gray'] / N - 0.2) < 0.04
@@ -45,7 +39,7 @@ def test_crop_area_and_ratio_ranges():
 
 def test_cifar_variant_never_blurs_and_uses_strength():
     torch.manual_seed(2)
-    r = record_draws(cifar_augment(32, s=0.5), _probe(32), N)
+    r = record_draws(cifar_augment(32, s=0.5), ramp_probe(32), N)
     assert r['blur_sigma'] == [] and 'GaussianBlur' not in repr(cifar_augment())
     b = torch.tensor([j['brightness_factor'] for j in r['jitter']])
     assert b.min() >= 0.6 and b.max() <= 1.4 and b.max() > 1.35  # 0.8 s with s = 0.5
@@ -53,7 +47,7 @@ def test_cifar_variant_never_blurs_and_uses_strength():
 
 
 def test_two_views_of_one_image_differ():
-    img = _probe(32)
+    img = ramp_probe(32)
     for _ in range(20):
         v1, v2 = TwoViews(cifar_augment())(img)
         assert not torch.equal(v1, v2)
@@ -66,7 +60,7 @@ def _views(ds, workers, epoch, seed=0):
 
 def test_streams_differ_per_image_worker_and_epoch_and_replay():
     # 32 copies of one image: any repeated random stream would produce a repeated view
-    imgs = _probe(32).expand(32, 3, 32, 32).contiguous()
+    imgs = ramp_probe(32).expand(32, 3, 32, 32).contiguous()
     ds = ImageTensorDataset(imgs, torch.zeros(32), transform=TwoViews(simclr_augment(32)))
     e0, e1 = _views(ds, 2, 0), _views(ds, 2, 1)
     allv = torch.cat([e0, e1]).flatten(1)
@@ -79,7 +73,7 @@ def test_streams_differ_per_image_worker_and_epoch_and_replay():
 def test_crop_flip_has_no_colour_ops():
     t = crop_flip(32)
     assert 'ColorJitter' not in repr(t) and 'Grayscale' not in repr(t)
-    assert t(_probe(64)).shape == (3, 32, 32)
+    assert t(ramp_probe(64)).shape == (3, 32, 32)
 
 
 def test_blur_benchmark_quick(tmp_path):

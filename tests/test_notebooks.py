@@ -1,14 +1,15 @@
 """The library notebooks read as lessons: small cells, one exported idea per cell, each followed by a demonstration or
 a test that uses it, and committed executed (values and figures on the page). `tools/run_nbs.py` executes them."""
-import ast, json, re
+import ast, configparser, json, re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+_settings = configparser.ConfigParser(); _settings.read(ROOT / 'settings.ini')
 LIBRARY = sorted((ROOT / 'nbs').glob('[0-9]*.ipynb'))
 MAX_LINES = 30
-FLAGS = ('slow', 'gpu', 'notest')
+FLAGS = tuple(_settings['DEFAULT']['tst_flags'].split())  # the cells nbdev_test (and tools/run_nbs.py) skip
 
 
 def _cells(path):
