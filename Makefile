@@ -1,14 +1,19 @@
 # Two commands do all the set-up on a fresh machine (Python 3.10+ and pip):
 #   make demo   install into .venv and run the demo study (segaug-simclr demo)
 #   make test   install into .venv and run the whole test suite (what CI runs)
+# `make help` lists every target.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
+NB     ?=
 
-.PHONY: install demo test bench
+.PHONY: help install demo test check export lesson lint bench
 
-install: $(VENV)/.installed
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+install: $(VENV)/.installed  ## create .venv and install the package with its dev tools
 
 $(VENV)/.installed: setup.py settings.ini
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +23,25 @@ $(VENV)/.installed: setup.py settings.ini
 
 # The demo study: standard against SegAug SimCLR on the synthetic benchmark with spurious backgrounds, two seeds,
 # linear + kNN evaluation, figures and results.md in outputs/demo/<run-id>/ (CPU, offline, minutes).
-demo: install
+demo: install  ## run the demo study on the CPU into outputs/demo/<date-time>
 	$(BIN)/segaug-simclr demo --out outputs/demo/$(RUN_ID)
 
-test: install
+test: install  ## the whole test suite, as CI runs it (about five minutes on two cores)
 	bash tools/test.sh
 
-bench: install
+check: install  ## the edit loop's quick pass: sync, clean, lint and the fast tests (under two minutes)
+	bash tools/test.sh quick
+
+export: install  ## regenerate segaug_simclr/ from the notebooks in nbs/
+	$(BIN)/nbdev_export
+
+lesson: install  ## execute one library notebook in place, outputs kept: make lesson NB=nbs/07_train.ipynb
+	@test -n "$(NB)" || { echo "usage: make lesson NB=nbs/<notebook>.ipynb" >&2; exit 2; }
+	$(BIN)/nbdev_export
+	$(BIN)/python tools/run_nbs.py $(NB)
+
+lint: install  ## ruff (pyflakes rules) over the package, tests, benchmarks and tools
+	$(BIN)/ruff check segaug_simclr tests benchmarks tools
+
+bench: install  ## the pretraining throughput benchmark
 	$(BIN)/python benchmarks/train_throughput.py

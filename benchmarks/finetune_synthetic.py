@@ -8,7 +8,7 @@
 
     python benchmarks/finetune_synthetic.py [--epochs 8] [--checkpoint PATH] [--base-lr 0.2]
 """
-import argparse, json, tempfile, time
+import argparse, json, tempfile
 from pathlib import Path
 
 import torch

@@ -7,7 +7,7 @@ reported, with ratios to the fp32 / contiguous baseline measured in the same run
 
     python benchmarks/train_throughput.py [--rounds 3] [--batches 4] [--device cpu] [--out outputs/benchmarks]
 """
-import argparse, json, platform, statistics, time
+import argparse, json, platform, statistics
 from pathlib import Path
 
 import torch

@@ -4,10 +4,14 @@
 
 # %% ../nbs/11_cli.ipynb #e061fc21
 from __future__ import annotations
-import argparse, json, sys
+import argparse, os, shlex, sys
 from pathlib import Path
 
-from .study import PRESETS, STUDIES, StudyFailed, resolve_params, run_study
+from .core import DiskFullError, writable_folder
+from .data import eval_split, get_dataset
+from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, run_protocol, save_record
+from .study import (COMMAND_ENV, PRESETS, STUDIES, StudyFailed, default_out, parse_value, resolve_params,
+                                 run_study)
 
 # %% auto #0
 __all__ = ['list_studies', 'build_parser', 'run_command', 'eval_command', 'main']
@@ -21,6 +25,23 @@ def list_studies(file=None) -> None:
         print('  parameters: ' + ', '.join(f'{k}={v!r}' for k, v in s.params.items() if k != 'preset'), file=file)
 
 # %% ../nbs/11_cli.ipynb #011d19bf
+def _at_least(lo: int):
+    "An argparse type: a whole number of at least `lo`."
+    def parse(text: str) -> int:
+        try: v = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    return parse
+
+def _share(text: str) -> float:
+    "An argparse type: a share of the labels in (0, 1]."
+    try: v = float(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v <= 1: raise argparse.ArgumentTypeError(f"is a share of the labels in (0, 1], got {v}")
+    return v
+
+# %% ../nbs/11_cli.ipynb #f53239a2
 def build_parser() -> argparse.ArgumentParser:
     "The `segaug-simclr` argument parser (pretrain's flags are passed through to its own parser)."
     p = argparse.ArgumentParser(prog='segaug-simclr', description='SimCLR and SegAug-SimCLR: studies, demo, pretraining, evaluation')
@@ -29,35 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser('run', help='execute a study notebook with papermill')
     r.add_argument('study', choices=list(STUDIES) + ['all'])
     r.add_argument('--preset', default='demo', choices=PRESETS)
-    r.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'), help='a parameter (VALUE read as YAML)')
-    r.add_argument('--seeds', type=int, help='number of seeds (the parameter seeds)')
+    r.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'),
+                   help='a parameter: numbers (1e-3 too), true/false, null, names, [lists]')
+    r.add_argument('--seeds', type=_at_least(1), help='number of seeds (the parameter seeds)')
     r.add_argument('--out', help='output folder (default outputs/<study>/<date-time>; the same folder again reuses finished runs)')
     r.add_argument('--kernel', default='python3', help='Jupyter kernel to execute with')
-    r.add_argument('--timeout', type=int, default=None, help='seconds one cell may run (default: no limit)')
+    r.add_argument('--timeout', type=_at_least(1), default=None, help='seconds one cell may run (default: no limit)')
     r.add_argument('--no-progress', action='store_true', help='no papermill progress bar')
     d = sub.add_parser('demo', help='the demo study (standard against SegAug on the synthetic benchmark, CPU, minutes)')
-    d.add_argument('--out', help='output folder (default outputs/demo/<date-time>)')
-    d.add_argument('--no-progress', action='store_true')
+    d.add_argument('--out', help='output folder (default outputs/demo/<date-time>)'); d.add_argument('--no-progress', action='store_true')
     sub.add_parser('pretrain', help='SimCLR / SegAug pretraining (segaug-simclr pretrain --help)', add_help=False)
     e = sub.add_parser('eval', help='evaluation protocols on an encoder checkpoint')
-    e.add_argument('encoder', help="checkpoint.pt, 'random:depth=..,width=..', 'torchvision:<weights.pth>'")
+    e.add_argument('encoder', help="checkpoint.pt, 'random:depth=..,width=..', 'torchvision:<weights.pth>', 'simclr-v1:<converted.pth>'")
     e.add_argument('--dataset', required=True); e.add_argument('--data-root', default='data')
-    e.add_argument('--protocol', nargs='+', default=['linear', 'knn'], choices=['linear', 'knn', 'finetune', 'transfer', 'all'])
-    e.add_argument('--image-size', type=int, default=32); e.add_argument('--device', default='auto')
-    e.add_argument('--num-images', type=int, default=None, help='labelled training images (default: all)')
-    e.add_argument('--test-images', type=int, default=None, help='test images (default: all)')
-    e.add_argument('--linear-epochs', type=int, default=90); e.add_argument('--fraction', type=float, default=0.01)
+    e.add_argument('--protocol', nargs='+', default=['linear', 'knn'], choices=[*PROTOCOLS, 'all'])
+    e.add_argument('--image-size', type=_at_least(8), default=32); e.add_argument('--device', default='auto')
+    e.add_argument('--num-images', type=_at_least(2), default=None, help='labelled training images (default: all)')
+    e.add_argument('--test-images', type=_at_least(1), default=None, help='test images (default: all)')
+    e.add_argument('--linear-epochs', type=_at_least(1), default=90)
+    e.add_argument('--fraction', type=_share, default=0.01, help='fine-tuning: the share of the labels (default 0.01)')
     e.add_argument('--out', default='outputs/eval', help='folder for the JSON records')
     return p
 
 # %% ../nbs/11_cli.ipynb #126dfc0e
-def _yaml_value(text: str):
-    import yaml
-    return yaml.safe_load(text)
-
 def run_command(args) -> int:
     "`segaug-simclr run`: execute one study or all of them."
-    params = {k: _yaml_value(v) for k, v in (args.param or [])}
+    try: params = {k: parse_value(v) for k, v in (args.param or [])}
+    except ValueError as e: print(f"error: {e}", file=sys.stderr); return 2
     if args.seeds is not None: params['seeds'] = args.seeds
     names = list(STUDIES) if args.study == 'all' else [args.study]
     for name in names:
@@ -67,7 +86,7 @@ def run_command(args) -> int:
         out = Path(args.out) / name if (args.out and len(names) > 1) else args.out
         try:
             done = run_study(name, args.preset, params, out, kernel=args.kernel, timeout=args.timeout, progress=not args.no_progress)
-        except StudyFailed as e: print(f"error: {e}", file=sys.stderr); return 1
+        except (StudyFailed, DiskFullError) as e: print(f"error: {e}", file=sys.stderr); return 1
         except (ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
         print(f"{name}: done, results in {done}")
     return 0
@@ -75,25 +94,19 @@ def run_command(args) -> int:
 # %% ../nbs/11_cli.ipynb #0943dce0
 def eval_command(args) -> int:
     "`segaug-simclr eval`: run the chosen protocols on an encoder and write their records into --out."
-    from segaug_simclr import evaluate as ev
-    from segaug_simclr.data import DATASETS, get_dataset
     try:
-        enc = ev.load_encoder(args.encoder)
-        test_split = next(s for s in ('test', 'val') if s in DATASETS[args.dataset].splits) if args.dataset in DATASETS else 'test'
+        writable_folder(args.out, '--out')
+        enc = load_encoder(args.encoder)
         kw = dict(root=args.data_root, seed=0)
         train = get_dataset(args.dataset, split='train', num_images=args.num_images, **kw)
-        test = get_dataset(args.dataset, split=test_split, num_images=args.test_images, **kw)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr); return 2
-    common = dict(image_size=args.image_size, device=args.device, dataset=args.dataset)
-    runs = dict(linear=lambda: ev.linear_eval(enc, train, test, 'cached', epochs=args.linear_epochs, **common),
-                knn=lambda: ev.knn_eval(enc, train, test, k=min(200, len(train)), **common),
-                finetune=lambda: ev.finetune(enc, train, test, fraction=args.fraction, **common),
-                transfer=lambda: ev.transfer_eval(enc, train, test, metric=ev.transfer_metric(args.dataset), **common))
-    for name in (list(runs) if 'all' in args.protocol else args.protocol):
-        rec = runs[name]() | dict(encoder=args.encoder) | ev.encoder_recipe(args.encoder)  # what was evaluated, and its recipe
-        path = ev.save_record(rec, args.out)
-        print(f"{rec['protocol']}: " + ', '.join(f'{k} {v:.4f}' for k, v in rec['metrics'].items()) + f"  -> {path}")
+        test = get_dataset(args.dataset, split=eval_split(args.dataset), num_images=args.test_images, **kw)
+        for name in (PROTOCOLS if 'all' in args.protocol else args.protocol):
+            rec = run_protocol(name, enc, train, test, dataset=args.dataset, image_size=args.image_size, device=args.device,
+                               linear_epochs=args.linear_epochs, **(dict(fraction=args.fraction) if name == 'finetune' else {}))
+            path = save_record(rec | dict(encoder=args.encoder) | encoder_recipe(args.encoder), args.out)  # what was evaluated, and its recipe
+            print(f"{rec['protocol']}: " + ', '.join(f'{k} {v:.4f}' for k, v in rec['metrics'].items()) + f"  -> {path}")
+    except DiskFullError as e: print(f"error: {e}", file=sys.stderr); return 1
+    except (ValueError, FileNotFoundError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
     return 0
 
 # %% ../nbs/11_cli.ipynb #0e58a902
@@ -104,13 +117,12 @@ def main(argv=None) -> int:
         from segaug_simclr.pretrain_cli import main as pretrain_main
         return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)
+    os.environ[COMMAND_ENV] = shlex.join(['segaug-simclr', *argv])
     if args.command == 'list': list_studies(); return 0
     if args.command == 'run': return run_command(args)
     if args.command == 'eval': return eval_command(args)
     if args.command == 'demo':
-        from datetime import datetime
-        from segaug_simclr.study import project_root
-        args.out = args.out or str(project_root() / 'outputs' / 'demo' / datetime.now().strftime('%Y%m%d-%H%M%S'))
+        args.out = args.out or str(default_out('demo'))
         args.study, args.preset, args.param, args.seeds, args.kernel, args.timeout = 'segaug_vs_standard', 'demo', None, None, 'python3', None
         return run_command(args)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2b362dba
 from __future__ import annotations
-import contextlib, fcntl, json, os, random, socket, sys, tempfile, time, warnings
+import contextlib, errno, fcntl, json, os, platform, random, shutil, socket, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Callable
 
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'atomic_write', 'atomic_save', 'atomic_write_text',
-           'append_jsonl', 'read_jsonl', 'FolderLockedError', 'folder_lock']
+__all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'DiskFullError', 'disk_full', 'disk_full_error',
+           'atomic_write', 'atomic_save', 'atomic_write_text', 'append_jsonl', 'read_jsonl', 'writable_folder',
+           'FolderLockedError', 'folder_lock', 'environment']
 
 # %% ../nbs/00_core.ipynb #51d460ae
 def get_device(name: str = 'auto') -> torch.device:
@@ -59,6 +60,31 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
+# %% ../nbs/00_core.ipynb #c91a2820
+class DiskFullError(OSError):
+    "A write failed because the disk is full; the file it was replacing is unchanged."
+    def __str__(self): return self.strerror or super().__str__()
+
+# %% ../nbs/00_core.ipynb #1d6c1988
+def disk_full(err: BaseException, where=None) -> bool:
+    """Whether `err` is a write that failed for lack of disk space: Python's ENOSPC, or torch.save's C++ stream error
+    (`inline_container.cc`, which does not say why) while the filesystem of `where` has next to no space left."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC: return True
+    if not isinstance(err, RuntimeError) or not any(s in str(err) for s in ('inline_container', 'iostream', 'file write failed')): return False
+    if where is None: return True
+    where = next((p for p in (Path(where), *Path(where).parents) if p.exists()), Path.cwd())
+    return shutil.disk_usage(where).free < 64 * 2**20
+
+# %% ../nbs/00_core.ipynb #1a21e00d
+def disk_full_error(path) -> DiskFullError:
+    "The `DiskFullError` for a failed write to `path`, with the free space of its filesystem."
+    path = Path(path)
+    where = next((p for p in (path, *path.parents) if p.exists()), Path.cwd())
+    free = shutil.disk_usage(where).free
+    return DiskFullError(errno.ENOSPC, f"no space left on the device writing {path} ({free / 2**20:.1f} MiB free under "
+                                       f"{where}); free some space or write somewhere else, then run again: nothing was lost, "
+                                       "the file it would have replaced is unchanged")
+
 # %% ../nbs/00_core.ipynb #fcd8e753
 def _umask() -> int:
     "The process' umask (read by setting it and putting it back)."
@@ -66,16 +92,24 @@ def _umask() -> int:
     return mask
 
 def atomic_write(path, write_fn: Callable[[Path], None]) -> Path:
-    "Call `write_fn(tmp_path)` then atomically rename `tmp_path` to `path`; on error nothing at `path` changes."
+    """Call `write_fn(tmp_path)` then atomically rename `tmp_path` to `path`; on error nothing at `path` changes (a full
+    disk raises `DiskFullError`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    except OSError as e:
+        if disk_full(e): raise disk_full_error(path) from None
+        raise
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode any other new file gets
     tmp = Path(tmp)
     try:
         write_fn(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if disk_full(e, path): raise disk_full_error(path) from None
+        raise
     finally:
         if tmp.exists(): tmp.unlink()
     return path
@@ -92,10 +126,14 @@ def atomic_write_text(path, text: str) -> Path:
 
 # %% ../nbs/00_core.ipynb #c070c3c1
 def append_jsonl(path, record: dict) -> None:
-    "Append `record` as one JSON line to `path` (created with its folder if missing)."
+    "Append `record` as one JSON line to `path` (created with its folder if missing); a full disk raises `DiskFullError`."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
+    except OSError as e:
+        if disk_full(e): raise disk_full_error(path) from None
+        raise
 
 # %% ../nbs/00_core.ipynb #b303e6a5
 def read_jsonl(path, skip_bad: bool = False) -> list[dict]:
@@ -113,6 +151,20 @@ def read_jsonl(path, skip_bad: bool = False) -> list[dict]:
     if bad: warnings.warn(f"{path}: dropped {len(bad)} line(s) that are not JSON records (line {', '.join(map(str, bad[:5]))}), "
                           "e.g. the half-written last line of a run that was killed")
     return recs
+
+# %% ../nbs/00_core.ipynb #225cd416
+def writable_folder(folder, flag: str = '--out') -> Path:
+    "Create `folder` if missing and check that files can be written into it, before any work starts; `flag` names the option."
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None: raise ValueError(f"cannot write into {flag} {folder}: {blocker} is a file, not a folder; choose another {flag}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test.') as f: f.write(b'x'); f.flush()  # a full disk fails here
+    except OSError as e:
+        if disk_full(e): raise disk_full_error(folder) from None
+        raise ValueError(f"cannot write into {flag} {folder} ({e.strerror or e}); choose a folder you can write to") from None
+    return folder
 
 # %% ../nbs/00_core.ipynb #dd5add24
 class FolderLockedError(RuntimeError):
@@ -152,3 +204,25 @@ def folder_lock(path, wait: bool = False, what: str = 'the folder', hint: str = 
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+# %% ../nbs/00_core.ipynb #b115632d
+def _cpu_model() -> str:
+    try: return next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or platform.machine()
+
+def _git_commit(folder) -> str | None:
+    "The commit checked out in `folder` (with '+changes' when the tree differs from it), or None outside a clone."
+    try:
+        run = lambda *a: subprocess.run(['git', *a], cwd=folder, capture_output=True, text=True, timeout=10)
+        head = run('rev-parse', 'HEAD')
+        if head.returncode: return None
+        return head.stdout.strip() + ('+changes' if run('status', '--porcelain', '--untracked-files=no').stdout.strip() else '')
+    except (OSError, subprocess.SubprocessError): return None
+
+def environment() -> dict:
+    "The machine and software a result is made with: host, CPU, cores, GPU, Python, PyTorch, package version and commit."
+    from segaug_simclr import __version__
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return dict(host=socket.gethostname(), platform=platform.platform(), cpu=_cpu_model(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), gpu=gpu, python=platform.python_version(), torch=torch.__version__,
+                segaug_simclr=__version__, commit=_git_commit(Path(__file__).resolve().parent if '__file__' in globals() else Path.cwd()))

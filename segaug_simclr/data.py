@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #b066f7c7
 from __future__ import annotations
-import math, os, warnings
+import hashlib, math, os, warnings
 from dataclasses import dataclass
 from types import SimpleNamespace
 from pathlib import Path
@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 
 # %% auto #0
 __all__ = ['IMG_EXTENSIONS', 'SHAPES', 'TEXTURES', 'DATASETS', 'to_rgb', 'load_rgb', 'ImageTensorDataset', 'FileImageDataset',
-           'label_fraction', 'per_class_split', 'synthetic_shapes', 'scan_image_folder', 'DatasetInfo',
-           'register_dataset', 'num_classes', 'get_dataset', 'epoch_generator', 'epoch_order']
+           'raw_image', 'label_fraction', 'per_class_split', 'synthetic_shapes', 'scan_image_folder', 'DatasetInfo',
+           'register_dataset', 'num_classes', 'get_dataset', 'eval_split', 'dataset_fingerprint', 'epoch_generator',
+           'epoch_order']
 
 # %% ../nbs/01_data.ipynb #a6454c44
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
@@ -133,6 +134,14 @@ class FileImageDataset(Dataset):
                                None if self.mask_files is None else [self.mask_files[i] for i in idx], check=False)
         sub.skipped = list(self.skipped)
         return sub
+
+# %% ../nbs/01_data.ipynb #8d5c21cc
+def raw_image(ds, i: int):
+    "Item `i` of `ds` as stored, before any transform (a PIL image for files, a uint8 tensor in memory)."
+    if isinstance(ds, FileImageDataset): return ds.load(int(i))[0]
+    t, ds.transform = ds.transform, None
+    try: return ds[int(i)][0]
+    finally: ds.transform = t
 
 # %% ../nbs/01_data.ipynb #8d698a6b
 def label_fraction(targets, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -450,6 +459,25 @@ def get_dataset(name: str, root='data', split: str = 'train', download: bool = F
         ds = ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:num_images].sort().values)
     ds.transform = transform
     return ds
+
+# %% ../nbs/01_data.ipynb #7e508993
+def eval_split(name: str) -> str:
+    "The held-out split that evaluation uses for dataset `name`: 'test' where it has one, else 'val'."
+    if name not in DATASETS: raise ValueError(f"dataset {name!r} is unknown; choose one of {sorted(DATASETS)}")
+    return next(s for s in ('test', 'val') if s in DATASETS[name].splits)
+
+# %% ../nbs/01_data.ipynb #a61dc317
+def dataset_fingerprint(ds) -> str:
+    "A hash of what `ds` holds: its pixels and labels (in memory), or its files (relative names and sizes) and labels."
+    h = hashlib.sha1()
+    if isinstance(ds, ImageTensorDataset):
+        h.update(str(tuple(ds.images.shape)).encode()); h.update(ds.images.numpy().tobytes())
+    elif isinstance(ds, FileImageDataset):
+        base = Path(os.path.commonpath([str(f.parent) for f in ds.files])) if ds.files else Path()
+        for f in ds.files: h.update(f'{f.relative_to(base)}:{f.stat().st_size}\n'.encode())
+    else: raise TypeError(f"cannot fingerprint a {type(ds).__name__}; use an ImageTensorDataset or FileImageDataset")
+    h.update(torch.as_tensor(ds.targets).numpy().tobytes())
+    return h.hexdigest()
 
 # %% ../nbs/01_data.ipynb #4f7e5f90
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_evaluate.ipynb #eb76df1b
 from __future__ import annotations
-import copy, json, math, os, re, time
+import copy, json, math, re, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,42 +18,82 @@ from . import __version__
 from .augment import center_crop_eval, crop_flip, resize_eval, to_float_image, transfer_transform
 from .core import atomic_save, atomic_write_text, get_device
 from .checkpoint import CHECKPOINT, CONFIG, load_checkpoint, recipe_record
-from .data import epoch_order, get_dataset, label_fraction, num_classes, per_class_split
+from .data import epoch_order, label_fraction, num_classes, per_class_split
 from .models import resnet, simclr_model
 from .features import extract_features, knn_accuracy
 from .optim import scaled_lr, warmup_cosine
 
 # %% auto #0
-__all__ = ['SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'load_encoder',
-           'encoder_recipe', 'load_simclr_v1', 'export_torchvision_state_dict', 'snapshot', 'changed', 'Frozen',
-           'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'check_splits',
+__all__ = ['RANDOM_SPEC', 'SIMCLR_V1_TOP1', 'SIMCLR_V1_PAPER_TOP1', 'MEAN_PER_CLASS', 'FINETUNE_BASE_LR', 'L2_GRID', 'PROTOCOLS',
+           'load_encoder', 'encoder_recipe', 'load_simclr_v1', 'export_torchvision_state_dict', 'snapshot', 'changed',
+           'Frozen', 'topk_accuracy', 'mean_per_class_accuracy', 'transfer_metric', 'train_linear', 'check_splits',
            'with_transform', 'image_side', 'default_eval_transform', 'linear_eval', 'finetune_indices', 'finetune',
            'fit_logreg', 'predict_logreg', 'score', 'select_l2', 'features_standardised', 'transfer_eval', 'knn_eval',
-           'load_records', 'record_json', 'save_record']
+           'run_protocol', 'load_records', 'record_json', 'save_record']
 
 # %% ../nbs/08_evaluate.ipynb #9ca08a2a
+RANDOM_SPEC = dict(depth=50, width=1, cifar_stem=0, seed=0)  # the keys of 'random:...' and their defaults
+
 def _parse_spec(spec: str) -> dict:
-    "'depth=18,width=0.25' -> {'depth': 18, 'width': 0.25}"
-    out = {}
+    "'depth=18,width=0.25' -> {'depth': 18, 'width': 0.25}; an unknown key or a value that is not a number is refused."
+    out, usage = {}, f"write random:{','.join(f'{k}={v}' for k, v in RANDOM_SPEC.items())} (any of the keys, in any order)"
     for kv in filter(None, spec.split(',')):
-        k, v = kv.split('=')
-        out[k.strip()] = float(v) if '.' in v else int(v)
+        k, _, v = kv.partition('=')
+        k = k.strip()
+        if k not in RANDOM_SPEC: raise ValueError(f"random encoder spec: unknown key {k!r} in {spec!r}; the keys are {list(RANDOM_SPEC)}: {usage}")
+        try: out[k] = float(v) if any(c in v for c in '.eE') else int(v)
+        except ValueError: raise ValueError(f"random encoder spec: {k}={v!r} is not a number; {usage}") from None
+    if out.get('depth', 50) not in (18, 34, 50, 101): raise ValueError(f"random encoder spec: depth must be 18, 34, 50 or 101, got {out['depth']}")
+    if not 0 < out.get('width', 1) <= 16: raise ValueError(f"random encoder spec: width must be in (0, 16], got {out['width']}")
     return out
 
 def _depth_of(state_dict: dict) -> int:
     "ResNet depth of a torchvision state dict, from its block counts and block type."
+    if not all(any(k.startswith(f'layer{i}.') for k in state_dict) for i in range(1, 5)):
+        raise ValueError(f"not a ResNet state dict: no layer1 ... layer4 weights (its first keys: {list(state_dict)[:3]})")
     blocks = tuple(1 + max(int(k.split('.')[1]) for k in state_dict if k.startswith(f'layer{i}.')) for i in range(1, 5))
     bottleneck = any(k.endswith('conv3.weight') for k in state_dict)
     depths = {((2, 2, 2, 2), False): 18, ((3, 4, 6, 3), False): 34, ((3, 4, 6, 3), True): 50, ((3, 4, 23, 3), True): 101}
     if (blocks, bottleneck) not in depths: raise ValueError(f"not a ResNet-18/34/50/101 state dict (blocks {blocks})")
     return depths[blocks, bottleneck]
 
+# %% ../nbs/08_evaluate.ipynb #b9f83000
+def _plain_state_dict(obj) -> dict:
+    "The tensors of a saved state dict, unwrapped from {'state_dict': ...} and DataParallel's 'module.' prefix."
+    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict): obj = obj['state_dict']
+    if not isinstance(obj, dict): raise ValueError(f"expected a state dict, found {type(obj).__name__}")
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in obj.items()}
+
+def _load_weights_file(path, what: str) -> dict:
+    "The state dict saved at `path` (tensors only, `weights_only`); anything else is refused in one line naming `what` was expected."
+    try: obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # pickle, zip and C++ errors of all kinds for a file that is not a saved state dict
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        raise ValueError(f"cannot read {path} as PyTorch weights ({type(e).__name__}: {msg[:120]}); expected {what}") from None
+    sd = _plain_state_dict(obj) if isinstance(obj, dict) else obj
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors ({type(obj).__name__}); expected {what}")
+    return sd
+
+def _load_into(module: nn.Module, state_dict: dict, source) -> nn.Module:
+    "`module` with the weights `state_dict` from `source`; a mismatch is one line (counts and the first names), not every key."
+    want = module.state_dict()
+    missing = [k for k in want if k not in state_dict and not k.endswith('num_batches_tracked')]
+    extra = [k for k in state_dict if k not in want]
+    shape = [k for k in want if k in state_dict and state_dict[k].shape != want[k].shape]
+    if missing or extra or shape:
+        raise ValueError(f"the weights in {source} do not fit the network ({len(missing)} missing, e.g. {missing[:2]}; "
+                         f"{len(extra)} unexpected, e.g. {extra[:2]}; {len(shape)} of another shape, e.g. {shape[:2]}): "
+                         "another depth or width than its configuration says, or another network's weights")
+    module.load_state_dict(want | state_dict)
+    return module
+
 # %% ../nbs/08_evaluate.ipynb #fc310e37
 def load_encoder(spec) -> nn.Module:
     "An encoder from a checkpoint path, 'random:depth=..,width=..,cifar_stem=..,seed=..', 'torchvision:<weights.pth>' or 'simclr-v1:<converted.pth>'."
     spec = str(spec)
     if spec.startswith('random:') or spec == 'random':
-        kw = dict(depth=50, width=1, cifar_stem=0, seed=0) | _parse_spec(spec[7:])
+        kw = RANDOM_SPEC | _parse_spec(spec[7:])
         torch.manual_seed(kw['seed'])
         enc = resnet(kw['depth'], kw['width'], bool(kw['cifar_stem']))
     elif spec.startswith('torchvision:'):
@@ -62,9 +102,9 @@ def load_encoder(spec) -> nn.Module:
             raise FileNotFoundError(f"no weights file {path}: save a supervised torchvision ResNet-50 state dict there, e.g. "
                                     "torch.save(torchvision.models.resnet50(weights='IMAGENET1K_V1').state_dict(), path) "
                                     "on a machine with internet access")
-        sd = {k: v for k, v in torch.load(path, map_location='cpu', weights_only=True).items() if not k.startswith('fc.')}
-        enc = resnet(_depth_of(sd), 1, False, zero_init_residual=False)
-        enc.load_state_dict(sd)
+        sd = _load_weights_file(path, "a torchvision ResNet state dict (torch.save(model.state_dict(), path))")
+        sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
+        enc = _load_into(resnet(_depth_of(sd), 1, False, zero_init_residual=False), sd, path)
     elif spec.startswith('simclr-v1:'):
         enc = load_simclr_v1(spec[len('simclr-v1:'):])
     else:
@@ -73,8 +113,7 @@ def load_encoder(spec) -> nn.Module:
         ck = load_checkpoint(path)
         c = ck['config']
         model = simclr_model(c['depth'], c['width'], c['cifar_stem'], c['proj_hidden'], c['proj_dim'])
-        model.load_state_dict(ck['model'])
-        enc = model.encoder
+        enc = _load_into(model, ck['model'], path).encoder
     return enc
 
 # %% ../nbs/08_evaluate.ipynb #6665c93d
@@ -91,12 +130,6 @@ def encoder_recipe(spec) -> dict:
 SIMCLR_V1_TOP1 = {1: 69.1, 2: 74.2, 4: 76.6}        # ImageNet linear eval of the released v1 checkpoints (official README)
 SIMCLR_V1_PAPER_TOP1 = {1: 69.3, 2: 74.2, 4: 76.5}  # SimCLR paper, Table 6
 
-def _plain_state_dict(obj) -> dict:
-    "The tensors of a saved state dict, unwrapped from {'state_dict': ...} and DataParallel's 'module.' prefix."
-    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict): obj = obj['state_dict']
-    if not isinstance(obj, dict): raise ValueError(f"expected a state dict, found {type(obj).__name__}")
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in obj.items()}
-
 # %% ../nbs/08_evaluate.ipynb #11f3f4d5
 def load_simclr_v1(path, width: int | None = None) -> nn.Module:
     "The official SimCLR v1 ResNet-50 (`width` 1, 2 or 4; read from the weights when None) from a converted state dict."
@@ -104,7 +137,7 @@ def load_simclr_v1(path, width: int | None = None) -> nn.Module:
     if not path.exists():
         raise FileNotFoundError(f"no SimCLR v1 weights at {path}: download the official ResNet50_1x/2x/4x TensorFlow "
                                 "checkpoints and convert them to PyTorch (e.g. simclr-converter's convert.py), then pass the .pth")
-    sd = _plain_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+    sd = _load_weights_file(path, "a converted SimCLR v1 ResNet-50 state dict")
     stem = sd.get('conv1.weight')
     if stem is None or 'layer4.2.conv3.weight' not in sd:
         raise ValueError(f"{path} is not a converted SimCLR v1 ResNet-50 state dict: expected torchvision's key layout "
@@ -261,9 +294,10 @@ def image_side(ds) -> int:
 def default_eval_transform(image_size: int, source_side: int | None = None):
     """Evaluation transform by image size: images smaller than `image_size` (CIFAR for a standard ResNet at 224,
     thesis 5.2.1) are resized whole to `image_size` x `image_size` as in training; otherwise resize 256 / centre crop
-    224 at ImageNet scale, the plain image below it."""
-    if source_side is not None and source_side < image_size: return resize_eval(image_size)
-    return center_crop_eval(image_size, round(image_size * 256 / 224)) if image_size >= 96 else to_float_image()
+    224 at ImageNet scale. Below 96 px every image is resized whole to `image_size` (the identity for images of that
+    size; files of mixed sizes become one size)."""
+    if image_size < 96 or (source_side is not None and source_side < image_size): return resize_eval(image_size)
+    return center_crop_eval(image_size, round(image_size * 256 / 224))
 
 # %% ../nbs/08_evaluate.ipynb #5b0f38ed
 def _hold_out(train_ds, val_ds, val_per_class: float, seed: int):
@@ -516,6 +550,23 @@ def knn_eval(encoder: nn.Module, train_ds, test_ds, k: int = 200, temperature: f
                 metrics={'top1': acc},
                 n_train=len(train_ds), n_test=len(test_ds), hparams=dict(k=k, temperature=temperature),
                 time_s=time.perf_counter() - t0)
+
+# %% ../nbs/08_evaluate.ipynb #b7cdb114
+PROTOCOLS = ('linear', 'knn', 'finetune', 'transfer')
+
+def run_protocol(protocol: str, encoder: nn.Module, train_ds, test_ds, dataset: str = '', image_size: int = 32,
+                 device='cpu', linear_protocol: str = 'cached', linear_epochs: int = 90, curve: bool = False, **options) -> dict:
+    """The record of evaluation `protocol` (one of `PROTOCOLS`) of `encoder` on `train_ds` / `test_ds`; `options` go to the
+    protocol's function (`linear_eval`, `knn_eval`, `finetune`, `transfer_eval`)."""
+    common = dict(image_size=image_size, device=device, dataset=dataset)
+    if protocol == 'linear':
+        val = dict(val_ds=test_ds) if curve else {}
+        return linear_eval(encoder, train_ds, test_ds, linear_protocol, epochs=linear_epochs, **common, **val, **options)
+    if curve: raise ValueError(f"curve=True applies to the linear protocol only, not {protocol!r}")
+    if protocol == 'knn': return knn_eval(encoder, train_ds, test_ds, k=options.pop('k', min(200, len(train_ds))), **common, **options)
+    if protocol == 'finetune': return finetune(encoder, train_ds, test_ds, **common, **options)
+    if protocol == 'transfer': return transfer_eval(encoder, train_ds, test_ds, metric=transfer_metric(dataset), **common, **options)
+    raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
 
 # %% ../nbs/08_evaluate.ipynb #8c6934ae
 def load_records(folder) -> list[dict]:

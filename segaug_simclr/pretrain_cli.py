@@ -9,7 +9,7 @@ from dataclasses import fields
 
 from fastcore.docments import docments
 
-from .core import FolderLockedError
+from .core import DiskFullError, FolderLockedError
 from .distributed import torchrun_env
 from .train import NonFiniteLossError, PretrainConfig, pretrain
 
@@ -77,6 +77,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, NonFiniteLossError, FolderLockedError) as e:
         if torchrun_env()['RANK'] == 0: print(f"error: {e}", file=sys.stderr)
         return 2
+    except DiskFullError as e:
+        if torchrun_env()['RANK'] == 0: print(f"error: {e}", file=sys.stderr)
+        return 1
     if torchrun_env()['RANK'] != 0: return 0
     last = res['history'][-1] if res['history'] else None
     print(f"done: {res['epochs_done']} epochs, checkpoint {res['checkpoint']}"

@@ -4,18 +4,18 @@
 
 # %% ../nbs/09_report.ipynb #90a359a8
 from __future__ import annotations
-import json, math, statistics
+import statistics
 from pathlib import Path
 
 import torch
 
 from .segaug import FG_HI, FG_LO
-from .core import atomic_write, atomic_write_text, read_jsonl
+from .core import atomic_write, read_jsonl
 
 # %% auto #0
 __all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'loss_curve', 'plot_loss_curves',
            'save_figure', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap', 'plot_fallback_share',
-           'mask_cases', 'plot_mask_examples', 'plot_similarity', 'plot_accuracy_against', 'write_results']
+           'mask_cases', 'plot_mask_examples', 'plot_similarity', 'plot_accuracy_against']
 
 # %% ../nbs/09_report.ipynb #3f208c92
 def _ref(study, setting, metric, value, who, source, note=''):
@@ -211,11 +211,11 @@ def mask_cases(ratios: torch.Tensor, lo: float = FG_LO, hi: float = FG_HI) -> di
 def plot_mask_examples(segaug_ds, indices: dict):
     "One row per case of `indices` (name -> index) of a `SegAugDataset`: image, mask with F_ratio, two SegAug views."
     import matplotlib.pyplot as plt
-    from segaug_simclr.segment import _raw_item
+    from segaug_simclr.data import raw_image
     from segaug_simclr.segaug import plot_segaug
     fig, axs = plt.subplots(len(indices), 4, figsize=(9, 2.4 * len(indices)), squeeze=False)
     for row, (name, i) in zip(axs, indices.items()):
-        plot_segaug(_raw_item(segaug_ds.ds, i), segaug_ds.masks[i], segaug_ds.views, axs=row, title=name.replace('_', ' '))
+        plot_segaug(raw_image(segaug_ds.ds, i), segaug_ds.masks[i], segaug_ds.views, axs=row, title=name.replace('_', ' '))
     fig.tight_layout()
     return fig
 
@@ -252,8 +252,3 @@ def plot_accuracy_against(rows: list[dict], x: str, metric: str = 'top1', hue: s
     ax.set_xlabel(xlabel or x); ax.set_ylabel(f'{metric} (%)'); ax.set_title(title)
     if hue or levels: ax.legend(fontsize=7)
     return ax
-
-# %% ../nbs/09_report.ipynb #8939a7d4
-def write_results(folder, *sections: str) -> Path:
-    "Write the Markdown `sections` into `folder/results.md` (atomically)."
-    return atomic_write_text(Path(folder) / 'results.md', '\n'.join(sections))

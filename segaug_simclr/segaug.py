@@ -4,6 +4,7 @@
 
 # %% ../nbs/03b_segaug.ipynb #a8f8559d
 from __future__ import annotations
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,12 +15,12 @@ from torchvision.transforms import InterpolationMode
 
 from .augment import ScaledGaussianBlur, colour_jitter, simclr_augment
 from .batch_augment import BatchViews, Flip, batch_ops, run_ops, to_unit
-from .data import FileImageDataset
-from .segment import MaskStore, _raw_item, fg_ratio
+from .data import FileImageDataset, raw_image
+from .segment import MaskStore, fg_ratio
 
 # %% auto #0
 __all__ = ['FG_LO', 'FG_HI', 'falls_back', 'fallback_share', 'plot_fg_ratio', 'RegionPolicy', 'thesis_policy', 'blend',
-           'region_augment', 'SegAugViews', 'plot_segaug', 'SegAugDataset', 'BatchSegAug']
+           'region_augment', 'SegAugViews', 'plot_segaug', 'SegAugDataset', 'segaug_dataset', 'BatchSegAug']
 
 # %% ../nbs/03b_segaug.ipynb #d3b7284b
 FG_LO, FG_HI = 0.05, 0.90  # the thesis' thresholds on the foreground share
@@ -142,8 +143,23 @@ class SegAugDataset(Dataset):
 
     def __getitem__(self, i):
         # an image file that breaks after the dataset's check is replaced by the next readable one: its mask and label follow it
-        img, k = self.ds.load(i) if isinstance(self.ds, FileImageDataset) else (_raw_item(self.ds, i), i)
+        img, k = self.ds.load(i) if isinstance(self.ds, FileImageDataset) else (raw_image(self.ds, i), i)
         return self.views(img, self.masks[k]), int(self.targets[k])
+
+# %% ../nbs/03b_segaug.ipynb #bd6850b5
+def segaug_dataset(raw, masks, size: int, standard, policy: RegionPolicy | None = None, lo: float = FG_LO,
+                   hi: float = FG_HI, crop_min: float = 0.08, source: str = 'the masks') -> SegAugDataset:
+    """The SegAug training set of images `raw` with `masks` (a `MaskStore` or a bool tensor): `policy` (the thesis' by
+    default) on images whose foreground share lies in [`lo`, `hi`], `standard` on the others, crops of at least
+    `crop_min` of the area; warns, naming `source`, when every image falls back."""
+    ratios = masks.fg_ratio if isinstance(masks, MaskStore) else fg_ratio(masks)
+    share = fallback_share(ratios, lo, hi)
+    if share >= 1 or ratios.max() <= 0 or ratios.min() >= 1:
+        warnings.warn(f"every image takes the standard pipeline (fallback share {share:.0%}: mean foreground share "
+                      f"{ratios.mean():.2f}); {source} are empty or full everywhere, so this run is plain SimCLR. "
+                      "Check --segmenter / --mask-degrade / --fg-lo / --fg-hi")
+    views = SegAugViews(size, policy if policy is not None else thesis_policy(size), standard, lo, hi, scale=(crop_min, 1.0))
+    return SegAugDataset(raw, masks, views)
 
 # %% ../nbs/03b_segaug.ipynb #80807936
 class BatchSegAug:

@@ -11,20 +11,17 @@ from urllib.error import URLError
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset
 from torchvision.transforms import v2
-from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from . import __version__
-from .core import atomic_save, atomic_write, atomic_write_text, folder_lock
-from .data import FileImageDataset, ImageTensorDataset
+from .core import atomic_write_text, folder_lock
+from .data import ImageTensorDataset, dataset_fingerprint, raw_image
 
 # %% auto #0
 __all__ = ['DEEPLAB_ARCHS', 'OFFLINE_SEGMENTERS', 'Segmenter', 'fg_ratio', 'file_sha1', 'DeepLabSegmenter', 'OracleSegmenter',
            'otsu_threshold', 'SaliencySegmenter', 'mask_iou', 'degrade_mask', 'DegradedSegmenter', 'parse_degrade',
-           'get_segmenter', 'dataset_fingerprint', 'MaskCacheError', 'MaskStore', 'build_mask_cache']
+           'get_segmenter', 'MaskCacheError', 'MaskStore', 'build_mask_cache']
 
 # %% ../nbs/03_segment.ipynb #4b155192
 def _resize_masks(masks: torch.Tensor, size) -> torch.Tensor:
@@ -41,15 +38,9 @@ class Segmenter:
     def segment_items(self, ds, indices, mask_size) -> torch.Tensor:
         "Masks of the items `indices` of `ds` (its transform ignored), resized to `mask_size`."
         S = self.input_size
-        batch = torch.stack([v2.functional.resize(v2.functional.to_image(_raw_item(ds, int(i))), [S, S], antialias=True)
+        batch = torch.stack([v2.functional.resize(v2.functional.to_image(raw_image(ds, int(i))), [S, S], antialias=True)
                              for i in indices])
         return _resize_masks(self(v2.functional.to_dtype(batch, torch.float32, scale=True)), mask_size)
-
-def _raw_item(ds, i):
-    "Item `i` of `ds` before any transform."
-    t, ds.transform = ds.transform, None
-    try: return ds[i][0]
-    finally: ds.transform = t
 
 # %% ../nbs/03_segment.ipynb #e78555c8
 def fg_ratio(mask: torch.Tensor) -> torch.Tensor:
@@ -231,17 +222,6 @@ def get_segmenter(name: str, weights=None, device='cpu', input_size: int | None 
     else: raise ValueError(f"segmenter {name!r} is unknown; choose one of {DEEPLAB_ARCHS + OFFLINE_SEGMENTERS}")
     d = parse_degrade(degrade)
     return DegradedSegmenter(seg, *d) if d else seg
-
-# %% ../nbs/03_segment.ipynb #829d58bb
-def dataset_fingerprint(ds) -> str:
-    "A hash of what `ds` holds: its pixels and labels (in memory) or its file list with sizes (on disk)."
-    h = hashlib.sha1()
-    if isinstance(ds, ImageTensorDataset):
-        h.update(str(tuple(ds.images.shape)).encode()); h.update(ds.images.numpy().tobytes()); h.update(ds.targets.numpy().tobytes())
-    elif isinstance(ds, FileImageDataset):
-        for f in ds.files: h.update(f'{f}:{f.stat().st_size}\n'.encode())
-    else: raise TypeError(f"cannot fingerprint a {type(ds).__name__}; use an ImageTensorDataset or FileImageDataset")
-    return h.hexdigest()
 
 # %% ../nbs/03_segment.ipynb #9862ed44
 class MaskCacheError(ValueError):

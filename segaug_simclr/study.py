@@ -4,25 +4,28 @@
 
 # %% ../nbs/10_study.ipynb #5c065557
 from __future__ import annotations
-import hashlib, json, time
+import ast, hashlib, json, math, os, re, shutil, socket, time
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from .core import atomic_write_text
-from .data import DATASETS, get_dataset
+from .core import atomic_write_text, disk_full, disk_full_error, environment, get_device, writable_folder
+from .data import DATASETS, dataset_fingerprint, eval_split, get_dataset
 from .checkpoint import CHECKPOINT, load_checkpoint, recipe_names
-from .evaluate import record_json
-from .train import PretrainConfig, pretrain
+from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, record_json, run_protocol
+from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, parse_degrade
+from .train import AUGMENT_DEVICES, PretrainConfig, pretrain, pretrain_dataset, pretrain_split
 
 # %% auto #0
-__all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'RUN_ONLY', 'Study', 'resolve_params',
-           'project_root', 'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets', 'setup_study',
-           'pretrain_config', 'config_key', 'finished', 'pretrained', 'encoder_spec', 'random_spec', 'evaluated',
-           'eval_data', 'evaluate', 'standard_augment', 'method_config', 'width_label', 'encoder_millions',
-           'mask_source', 'segaug_data', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
+__all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'STAGING', 'COMMAND_ENV', 'RUN_ONLY',
+           'LOCATION', 'Study', 'parse_value', 'check_values', 'resolve_params', 'project_root', 'resolve_path',
+           'study_dir', 'needed_datasets', 'check_datasets', 'given_params', 'remove_stale_stages', 'StudyFolder',
+           'setup_study', 'pretrain_config', 'data_key', 'config_key', 'finished', 'pretrained', 'encoder_spec',
+           'random_spec', 'cached_record', 'eval_data', 'eval_data_key', 'evaluated', 'standard_augment',
+           'method_config', 'width_label', 'encoder_millions', 'mask_source', 'segaug_data', 'mask_source_iou',
+           'notebook_path', 'default_out', 'StudyFailed', 'run_study']
 
 # %% ../nbs/10_study.ipynb #7801b90e
 PRESETS = ('smoke', 'demo', 'cifar10', 'paper')
@@ -132,27 +135,99 @@ STUDIES = {s.name: s for s in [*_DEMO_STUDIES, *_LINEAR_STUDIES, *_LABEL_AND_TRA
 
 # %% ../nbs/10_study.ipynb #aabc521c
 def _type_ok(value, default) -> bool:
+    "Whether `value` has the type of `default` (an int stands for a float, a bool never for a number)."
     if default is None or value is None: return True
     if isinstance(default, bool): return isinstance(value, bool)
-    if isinstance(default, float): return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(value, bool): return False
+    if isinstance(default, float): return isinstance(value, (int, float))
     if isinstance(default, list):
         return isinstance(value, (list, tuple)) and all(_type_ok(v, default[0]) for v in value) if default else isinstance(value, (list, tuple))
     return isinstance(value, type(default))
 
+def _type_name(default) -> str:
+    if isinstance(default, bool): return 'true or false'
+    if isinstance(default, int): return 'a whole number'
+    if isinstance(default, float): return 'a number'
+    if isinstance(default, str): return 'text'
+    if isinstance(default, list): return f"a list of {_type_name(default[0]) if default else 'values'} such as {default!r}"
+    return type(default).__name__
+
+# %% ../nbs/10_study.ipynb #387a83f6
+class _ParamLoader(__import__('yaml').SafeLoader):
+    "YAML for parameter values: booleans only from true/false, numbers also in the 1e-3 form."
+
+_PLAIN = {'tag:yaml.org,2002:bool', 'tag:yaml.org,2002:int', 'tag:yaml.org,2002:float'}
+_ParamLoader.yaml_implicit_resolvers = {k: [(t, rx) for t, rx in v if t not in _PLAIN]
+                                        for k, v in _ParamLoader.yaml_implicit_resolvers.items()}
+_ParamLoader.add_implicit_resolver('tag:yaml.org,2002:bool', re.compile(r'^(?:true|True|TRUE|false|False|FALSE)$'), list('tTfF'))
+_ParamLoader.add_implicit_resolver('tag:yaml.org,2002:int', re.compile(r'^[-+]?(?:0|[1-9][0-9]*)$'), list('-+0123456789'))
+_ParamLoader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(
+    r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.?(?:inf|Inf|INF)$|^\.?(?:nan|NaN|NAN)$'), list('-+0123456789.inIN'))
+
+def parse_value(text: str):
+    "A parameter value from the command line: true/false, null, a number (1e-3 too), text, or a [list] of these."
+    import yaml
+    try: return yaml.load(text, _ParamLoader)
+    except yaml.YAMLError as e: raise ValueError(f"cannot read the value {text!r} ({str(e).splitlines()[0]}); "
+                                                 "write a number, true/false, a name, or a list such as [1, 2]") from None
+
+# %% ../nbs/10_study.ipynb #a7968572
+_finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)
+_MASK_SOURCES = ('none',) + DEEPLAB_ARCHS + OFFLINE_SEGMENTERS
+def _mask_ok(m):
+    try: return m in _MASK_SOURCES or (':' in m and parse_degrade(m) is not None)
+    except ValueError: return False
+_RULES = dict(  # parameter: (check of one value, what is allowed); lists are checked entry by entry and may not be empty
+    epochs=(lambda v: v >= 1, 'at least 1'), batch_size=(lambda v: v >= 2, 'at least 2 (NT-Xent needs negatives)'),
+    seeds=(lambda v: 1 <= v <= 100, 'from 1 to 100'), linear_epochs=(lambda v: v >= 1, 'at least 1'),
+    num_images=(lambda v: v is None or v >= 2, 'at least 2, or null for all'), eval_images=(lambda v: v is None or v >= 2, 'at least 2, or null for all'),
+    test_images=(lambda v: v is None or v >= 2, 'at least 2, or null for all'), image_size=(lambda v: 8 <= v <= 1024, 'from 8 to 1024 pixels'),
+    transfer_size=(lambda v: 8 <= v <= 1024, 'from 8 to 1024 pixels'), depth=(lambda v: v in (18, 34, 50, 101), '18, 34, 50 or 101'),
+    width=(lambda v: 0 < v <= 16, 'in (0, 16]'), widths=(lambda v: 0 < v <= 16, 'in (0, 16]'),
+    lr=(lambda v: _finite(v) and 0 < v <= 100, 'a finite number in (0, 100]'), lrs=(lambda v: _finite(v) and 0 < v <= 100, 'finite numbers in (0, 100]'),
+    temperature=(lambda v: _finite(v) and 0 < v <= 100, 'a finite number in (0, 100]'), crop_min=(lambda v: _finite(v) and 0 < v <= 1, 'in (0, 1]'),
+    spurious=(lambda v: _finite(v) and 0 <= v <= 1, 'a probability in [0, 1]'), spurious_levels=(lambda v: _finite(v) and 0 <= v <= 1, 'probabilities in [0, 1]'),
+    fraction=(lambda v: v is None or (_finite(v) and 0 < v <= 1), 'in (0, 1], or null for all'), fractions=(lambda v: _finite(v) and 0 < v <= 1, 'in (0, 1]'),
+    fg_lo=(lambda v: _finite(v) and 0 <= v <= 1, 'in [0, 1]'), fg_hi=(lambda v: _finite(v) and 0 <= v <= 1, 'in [0, 1]'),
+    workers=(lambda v: 0 <= v <= 256, 'from 0 to 256'), finetune_epochs=(lambda v: v >= 0, 'at least 0 (0: the paper\'s 60 or 30)'),
+    finetune_batch_size=(lambda v: v >= 1, 'at least 1'), lbfgs_max_iter=(lambda v: v >= 1, 'at least 1'),
+    batch_sizes=(lambda v: v >= 2, 'at least 2'), epoch_list=(lambda v: v >= 1, 'at least 1'),
+    augment_device=(lambda v: v in AUGMENT_DEVICES, f'one of {list(AUGMENT_DEVICES)}'),
+    segmenter=(lambda v: v in DEEPLAB_ARCHS + OFFLINE_SEGMENTERS, f'one of {list(DEEPLAB_ARCHS + OFFLINE_SEGMENTERS)}'),
+    masks=(_mask_ok, f"'none', a segmenter ({', '.join(DEEPLAB_ARCHS + OFFLINE_SEGMENTERS)}) or a degradation such as 'erode:2'"),
+    deeplab_weights=(lambda v: v == '' or Path(v).expanduser().is_file(), "'' or an existing .pth file"),
+    official_weights=(lambda v: v == '' or Path(v.split(':', 1)[-1]).expanduser().is_file(), "'' or an existing weights file"),
+)
+
+# %% ../nbs/10_study.ipynb #e1a2b491
+def check_values(study: str, P: dict) -> None:
+    "Raise a `ValueError` naming the first parameter of `P` whose value is outside what it can mean, and what is allowed."
+    empty = [k for k, v in P.items() if isinstance(v, (list, tuple)) and not v]
+    if empty: raise ValueError(f"{study}: {empty[0]} is an empty list; give at least one value")
+    for k, (ok, allowed) in _RULES.items():
+        if k not in P: continue
+        bad = [v for v in (P[k] if isinstance(P[k], (list, tuple)) else [P[k]]) if not ok(v)]
+        if bad: raise ValueError(f"{study}: {k}={P[k]!r} is not allowed ({bad[0]!r}); {k} must be {allowed}")
+    if 'fg_lo' in P and not P['fg_lo'] < P['fg_hi']: raise ValueError(f"{study}: fg_lo ({P['fg_lo']}) must be below fg_hi ({P['fg_hi']})")
+    if P.get('num_images') is not None and P['num_images'] < P['batch_size']:
+        raise ValueError(f"{study}: num_images ({P['num_images']}) must be at least batch_size ({P['batch_size']})")
+    try: get_device(P['device'])
+    except RuntimeError as e: raise ValueError(f"{study}: device={P['device']!r}: {str(e).splitlines()[0]}") from None
+
 # %% ../nbs/10_study.ipynb #11c5a949
 def resolve_params(study: str, given: dict | None = None) -> dict:
-    "The parameters of `study`: its preset (`given['preset']`, default 'demo'), then what `given` changes, all checked."
+    """The parameters of `study`: its preset (`given['preset']`, default 'demo'), then every value of `given` (an
+    explicit value wins even when it equals the notebook default), all checked."""
     if study not in STUDIES: raise ValueError(f"unknown study {study!r}; the studies are {sorted(STUDIES)}")
     s, given = STUDIES[study], dict(given or {})
     preset = given.get('preset') or 'demo'
     if preset not in s.presets: raise ValueError(f"unknown preset {preset!r} for {study}; choose one of {list(s.presets)}")
     unknown = sorted(set(given) - set(s.params))
     if unknown: raise ValueError(f"{study} has no parameter(s) {unknown}; its parameters are {sorted(s.params)}")
-    P = s.params | s.presets[preset] | {k: v for k, v in given.items() if v != s.params[k]} | dict(preset=preset)
+    P = s.params | s.presets[preset] | given | dict(preset=preset)
     for k, v in P.items():
         d = s.params[k] if s.params[k] is not None else s.presets[preset].get(k)
-        if not _type_ok(v, d):
-            raise ValueError(f"{study}: parameter {k}={v!r} should be of the type of its default {s.params[k]!r}")
+        if not _type_ok(v, d): raise ValueError(f"{study}: parameter {k}={v!r} should be {_type_name(d)}")
     allowed = dict(s.choices) | {p: tuple(DATASETS) for p in s.datasets} | dict(amp=('none', 'bf16', 'fp16'),
                                                                                  linear_protocol=('cached', 'augmented'),
                                                                                  recipe=('auto',) + recipe_names())
@@ -160,10 +235,7 @@ def resolve_params(study: str, given: dict | None = None) -> dict:
         if ok is None: continue
         bad = [v for v in (P[k] if isinstance(P[k], list) else [P[k]]) if v not in ok]
         if bad: raise ValueError(f"{study}: {k}={P[k]!r} has invalid value(s) {bad}; allowed: {list(ok)}")
-    for k in ('epochs', 'batch_size', 'seeds', 'linear_epochs'):
-        if P[k] < 1: raise ValueError(f"{study}: {k} must be >= 1, got {P[k]}")
-    for k in ('num_images', 'eval_images', 'test_images'):
-        if P[k] is not None and P[k] < 2: raise ValueError(f"{study}: {k} must be >= 2 or None (all), got {P[k]}")
+    check_values(study, P)
     return P
 
 # %% ../nbs/10_study.ipynb #3ded40b2
@@ -197,24 +269,92 @@ def check_datasets(study: str, P: dict) -> None:
     "Raise `FileNotFoundError` listing every needed dataset that cannot be opened, and how to get it."
     missing = []
     for name in needed_datasets(study, P):
-        for split in ('train', next(s for s in ('test', 'val') if s in DATASETS[name].splits)):
+        for split in ('train', eval_split(name)):
             try: get_dataset(name, resolve_path(P['data_root']), split, download=False)
             except (FileNotFoundError, RuntimeError, ValueError) as e: missing.append(f"- {name} ({split}): {e}"); break
     if missing:
         raise FileNotFoundError(f"{study} needs datasets that are not under {resolve_path(P['data_root'])}:\n" + '\n'.join(missing)
                                 + "\nGet them first (see the README's Datasets section), or set data_root.")
 
+# %% ../nbs/10_study.ipynb #c8577f9c
+def given_params(study: str, namespace: dict) -> dict:
+    "The parameters of `study` that the notebook `namespace` was given: injected by papermill, or changed from the default."
+    injected = set()
+    for src in namespace.get('In') or []:
+        if not str(src).lstrip().startswith('# Parameters'): continue
+        try: injected |= {t.id for n in ast.parse(src).body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        except SyntaxError: continue
+    defaults = STUDIES[study].params
+    return {k: namespace[k] for k in defaults if k in namespace and (k in injected or namespace[k] != defaults[k])}
+
+# %% ../nbs/10_study.ipynb #6d66f681
+STAGING = '.staging'  # study folder: where a run's set of files waits until it is published
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_stages(root) -> list[Path]:
+    "Remove the stages under `root/.staging` of runs on this host whose process has ended; returns what was removed."
+    removed = []
+    for d in sorted((Path(root) / STAGING).glob('*')):
+        host, _, rest = d.name.rpartition('~')
+        pid = rest.split('-')[0]
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True); removed.append(d)
+    return removed
+
+def _stage_name(what: str = '') -> str:
+    return f"{socket.gethostname()}~{os.getpid()}-{datetime.now():%Y%m%d-%H%M%S-%f}{what}"
+
+# %% ../nbs/10_study.ipynb #dd9470a1
+COMMAND_ENV = 'SEGAUG_SIMCLR_COMMAND'  # the command line that started a study, for its run.json
+
+class StudyFolder:
+    """The output folder of one study run: `Path(folder)` is the folder, where pretraining runs, records and mask caches
+    are reused; `figures` is the staged figures folder; `publish` writes results.md, params.yaml and run.json and puts
+    them in place with the figures, replacing the previous run's set."""
+    SET = ('params.yaml', 'run.json', 'results.md', 'figures')
+
+    def __init__(self, root, study: str, params: dict):
+        self.root, self.study, self.params = Path(root), study, params
+        self.started, self._t0 = datetime.now(timezone.utc), time.perf_counter()
+        remove_stale_stages(self.root)
+        self.stage = self.root / STAGING / _stage_name()
+        self.figures = self.stage / 'figures'
+        self.figures.mkdir(parents=True)
+
+    def __fspath__(self) -> str: return str(self.root)
+    def __str__(self) -> str: return str(self.root)
+    def __repr__(self) -> str: return f"StudyFolder('{self.root}')"
+
+    def publish(self, *sections: str) -> Path:
+        "Write the Markdown `sections` as results.md, with params.yaml and run.json, and put the set in place; returns results.md."
+        import yaml
+        self.stage.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.stage / 'results.md', '\n'.join(sections))
+        atomic_write_text(self.stage / 'params.yaml', yaml.safe_dump(dict(study=self.study) | self.params, sort_keys=False))
+        run = dict(study=self.study, preset=self.params.get('preset'), command=os.environ.get(COMMAND_ENV),
+                   started=self.started.isoformat(timespec='seconds'), finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                   wall_s=round(time.perf_counter() - self._t0, 1)) | environment()
+        atomic_write_text(self.stage / 'run.json', json.dumps(run, indent=2))
+        names = [n for n in self.SET if (self.stage / n).exists() and not (n == 'figures' and not any(self.figures.iterdir()))]
+        old = self.root / STAGING / _stage_name('-replaced')
+        old.mkdir(parents=True)
+        for n in names:
+            if (self.root / n).exists(): os.replace(self.root / n, old / n)
+            os.replace(self.stage / n, self.root / n)
+        shutil.rmtree(old, ignore_errors=True); shutil.rmtree(self.stage, ignore_errors=True)
+        return self.root / 'results.md' 
+
 # %% ../nbs/10_study.ipynb #daeababf
-def setup_study(study: str, namespace: dict) -> tuple[dict, Path]:
-    "Resolved parameters of `study` read from `namespace` (the notebook's globals) and its output folder, with params.yaml."
-    import yaml
-    given = {k: namespace[k] for k in STUDIES[study].params if k in namespace}
-    P = resolve_params(study, given)
+def setup_study(study: str, namespace: dict) -> tuple[dict, StudyFolder]:
+    "Resolved parameters of `study` from `namespace` (the notebook's globals) and its `StudyFolder`."
+    P = resolve_params(study, given_params(study, namespace))
     check_datasets(study, P)
-    out = study_dir(study, P)
-    (out / 'figures').mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / 'params.yaml', yaml.safe_dump(dict(study=study) | P, sort_keys=False))
-    return P, out
+    return P, StudyFolder(study_dir(study, P), study, P)
 
 # %% ../nbs/10_study.ipynb #7f4ecbe1
 RUN_ONLY = ('out', 'resume', 'stop_after', 'progress', 'workers', 'log_every', 'nproc', 'mask_cache', 'rebuild_masks')
@@ -227,9 +367,19 @@ def pretrain_config(P: dict, **changes) -> PretrainConfig:
     return PretrainConfig(**(kw | changes))
 
 # %% ../nbs/10_study.ipynb #f88a6bf5
+LOCATION = ('data_root', 'download')  # where the data lies and how it got there: a run is keyed by the data itself
+_DATA_KEYS: dict = {}
+
+def data_key(cfg: PretrainConfig) -> str:
+    "A fingerprint of the images `cfg` pretrains on (`dataset_fingerprint` of its training split), computed once per process."
+    k = json.dumps([cfg.dataset, str(cfg.data_root), cfg.num_images, cfg.fraction, cfg.subset_file, cfg.spurious, cfg.seed])
+    if k not in _DATA_KEYS: _DATA_KEYS[k] = dataset_fingerprint(pretrain_split(cfg))[:16]
+    return _DATA_KEYS[k]
+
+# %% ../nbs/10_study.ipynb #483675f4
 def config_key(cfg: PretrainConfig) -> str:
-    "A short hash of the settings of `cfg` that change its result."
-    d = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
+    "A short hash of what changes the result of `cfg`: its settings (not where it runs or where the data lies) and its data."
+    d = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY + LOCATION} | dict(data=data_key(cfg))
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 # %% ../nbs/10_study.ipynb #12467826
@@ -263,11 +413,14 @@ def random_spec(P: dict, width: float | None = None, seed: int = 0) -> str:
     return f"random:depth={P['depth']},width={float(width if width is not None else P['width'])},cifar_stem={int(P['cifar_stem'])},seed={seed}"
 
 # %% ../nbs/10_study.ipynb #9d0dc305
-def evaluated(root, key: dict, compute) -> dict:
+def cached_record(root, key: dict, compute) -> dict:
     "The record for `key` from `root/records/`, computed by `compute()` and saved (atomically) the first time."
     name = f"{key.get('protocol', 'eval')}-{hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]}.json"
     path = Path(root) / 'records' / name
-    if path.exists(): return json.loads(path.read_text())
+    if path.exists():
+        try: return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"the record {path} is damaged ({e}); delete it and run again to compute it anew") from None
     rec = compute() | dict(key=key)
     atomic_write_text(path, record_json(rec))
     return rec
@@ -275,43 +428,46 @@ def evaluated(root, key: dict, compute) -> dict:
 # %% ../nbs/10_study.ipynb #0ec75a28
 _EVAL_DATA: dict = {}
 
+def _eval_key(P: dict, name: str) -> tuple:
+    return (name, str(resolve_path(P['data_root'])), P['eval_images'], P['test_images'], P.get('spurious'))
+
 def eval_data(P: dict, dataset: str | None = None):
     "Labelled train and test splits of `dataset` (default `P['dataset']`) for evaluation, subsets as `P` says (loaded once)."
     name = dataset or P['dataset']
-    key = (name, str(resolve_path(P['data_root'])), P['eval_images'], P['test_images'], P.get('spurious'))
+    key = _eval_key(P, name)
     if key not in _EVAL_DATA:
-        test_split = next(s for s in ('test', 'val') if s in DATASETS[name].splits)
         kw = dict(root=resolve_path(P['data_root']), seed=0)
         _EVAL_DATA.clear()  # keep one dataset in memory (ImageNet-sized file lists are large)
         spurious = dict(spurious=P['spurious']) if P.get('spurious') else {}  # labelled train images as biased as pretraining's
-        _EVAL_DATA[key] = (get_dataset(name, split='train', num_images=P['eval_images'], **kw, **spurious),
-                           get_dataset(name, split=test_split, num_images=P['test_images'], **kw))
-    return _EVAL_DATA[key]
+        splits = (get_dataset(name, split='train', num_images=P['eval_images'], **kw, **spurious),
+                  get_dataset(name, split=eval_split(name), num_images=P['test_images'], **kw))
+        _EVAL_DATA[key] = splits + (dict(train=dataset_fingerprint(splits[0])[:16], test=dataset_fingerprint(splits[1])[:16]),)
+    return _EVAL_DATA[key][:2]
+
+# %% ../nbs/10_study.ipynb #e03ffa87
+def eval_data_key(P: dict, dataset: str | None = None) -> dict:
+    "Fingerprints of the evaluation splits of `dataset` under `P`: what an evaluation record is keyed by besides its settings."
+    eval_data(P, dataset)
+    return _EVAL_DATA[_eval_key(P, dataset or P['dataset'])][2]
 
 # %% ../nbs/10_study.ipynb #087a1938
-def evaluate(root, run, protocol: str, P: dict, dataset: str | None = None, **options) -> dict:
+def evaluated(root, run, protocol: str, P: dict, dataset: str | None = None, **options) -> dict:
     """Record of `protocol` ('linear', 'knn', 'finetune', 'transfer') for the encoder of `run` (a run folder or a
-    `load_encoder` spec) on `dataset`, with the encoder's pretraining recipe, computed once under `root`. `options` go to the protocol; `curve=True` gives a
-    linear evaluation the validation accuracy of every epoch (on the test split, as the thesis' figures)."""
-    from segaug_simclr import evaluate as ev
-    dataset = dataset or P['dataset']
+    `load_encoder` spec) on `dataset`, with the encoder's spec and pretraining recipe, computed once under `root`.
+    `options` go to `run_protocol` (`curve=True`: a linear evaluation's validation accuracy of every epoch)."""
+    if protocol not in PROTOCOLS: raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
+    dataset, spec = dataset or P['dataset'], encoder_spec(run)
     size = options.pop('image_size', P['image_size'])
-    key = dict(protocol=protocol, encoder=encoder_spec(run), dataset=dataset, eval_images=P['eval_images'], spurious=P.get('spurious'),
-               test_images=P['test_images'], image_size=size, linear_epochs=P['linear_epochs'],
+    here = Path(spec).resolve().is_relative_to(Path(root).resolve()) if Path(spec).is_absolute() else False
+    key = dict(protocol=protocol, encoder=str(Path(spec).resolve().relative_to(Path(root).resolve())) if here else spec, dataset=dataset, data=eval_data_key(P, dataset), eval_images=P['eval_images'],
+               spurious=P.get('spurious'), test_images=P['test_images'], image_size=size, linear_epochs=P['linear_epochs'],
                linear_protocol=P['linear_protocol'], **options)
     def compute():
-        enc = ev.load_encoder(encoder_spec(run))
         train, test = eval_data(P, dataset)
-        common = dict(image_size=size, device=P['device'], dataset=dataset)
-        if protocol == 'linear':  # curve: validation accuracy per epoch on the test split (thesis Figs. 17, 19, 21)
-            val = dict(val_ds=test) if options.get('curve') else {}
-            opts = {k: v for k, v in options.items() if k != 'curve'}
-            return ev.linear_eval(enc, train, test, P['linear_protocol'], epochs=P['linear_epochs'], **common, **val, **opts)
-        if protocol == 'knn': return ev.knn_eval(enc, train, test, k=min(200, len(train)), **common)
-        if protocol == 'finetune': return ev.finetune(enc, train, test, **common, **options)
-        if protocol == 'transfer': return ev.transfer_eval(enc, train, test, metric=ev.transfer_metric(dataset), **common, **options)
-        raise ValueError(f"unknown protocol {protocol!r}; choose 'linear', 'knn', 'finetune' or 'transfer'")
-    return evaluated(root, key, lambda: compute() | ev.encoder_recipe(encoder_spec(run)))
+        rec = run_protocol(protocol, load_encoder(spec), train, test, dataset=dataset, image_size=size, device=P['device'],
+                           linear_protocol=P['linear_protocol'], linear_epochs=P['linear_epochs'], **options)
+        return rec | dict(encoder=spec) | encoder_recipe(spec)
+    return cached_record(root, key, compute)
 
 # %% ../nbs/10_study.ipynb #e5d0bf3f
 def standard_augment(P: dict) -> str:
@@ -346,9 +502,8 @@ def mask_source(P: dict, mask: str) -> dict:
 # %% ../nbs/10_study.ipynb #3c88e6f3
 def segaug_data(P: dict, root, **changes):
     "The SegAug training set of a study (masks from the study's cache under `root`), for pictures of masks and views."
-    from segaug_simclr.train import segaug_dataset
     cfg = pretrain_config(P, augment='segaug', **changes)
-    return segaug_dataset(replace(cfg, mask_cache=str(Path(root) / 'mask_cache'), progress=False))
+    return pretrain_dataset(replace(cfg, mask_cache=str(Path(root) / 'mask_cache'), progress=False))
 
 # %% ../nbs/10_study.ipynb #a55749d3
 def mask_source_iou(P: dict, root, mask: str, n: int = 500, **changes) -> float | None:
@@ -379,19 +534,47 @@ class StudyFailed(RuntimeError):
     "A study notebook stopped with an error; the partly executed notebook is kept."
 
 # %% ../nbs/10_study.ipynb #3130d03f
+def _check_run(study: str, kernel: str, timeout, out: Path) -> None:
+    "Refuse, before a kernel starts, a kernel that is not installed, a timeout under a second and an output folder that cannot be written."
+    from jupyter_client.kernelspec import KernelSpecManager
+    kernels = sorted(KernelSpecManager().find_kernel_specs())
+    if kernel not in kernels: raise ValueError(f"there is no Jupyter kernel {kernel!r}; the kernels here are {kernels} (--kernel)")
+    if timeout is not None and timeout < 1: raise ValueError(f"--timeout is seconds per cell and must be at least 1, got {timeout}")
+    writable_folder(out, '--out')
+
+def _failure(study: str, e: BaseException, kept: Path | None) -> str:
+    "One line (and where the partly executed notebook is) for a study notebook that stopped with `e`."
+    import papermill as pm
+    if isinstance(e, pm.PapermillExecutionError): what = f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
+    elif isinstance(e, TimeoutError): what = f"stopped: a cell ran longer than the time limit (--timeout): {e}"
+    elif disk_full(e): what = f"stopped: {disk_full_error(kept.parent if kept else Path.cwd())}"
+    elif type(e).__name__ == 'DeadKernelError': what = "stopped: the kernel died (out of memory?)"
+    else: what = f"stopped: {type(e).__name__}: {e}"
+    return f"{study} {what}" + (f"\nthe partly executed notebook is {kept}" if kept else '')
+
+# %% ../nbs/10_study.ipynb #68728d69
 def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=None, kernel: str = 'python3',
               timeout: int | None = None, progress: bool = True) -> Path:
-    "Execute the run notebook of `study` with `preset` and `params` into `out` (default: a new dated folder); returns `out`."
+    """Execute the run notebook of `study` with `preset` and `params` into `out` (or `params['out_dir']`; default: a new
+    dated folder); returns the folder. The executed notebook replaces the previous one only when the run succeeds."""
     import papermill as pm
     params = dict(params or {})
-    resolve_params(study, params | dict(preset=preset))  # fail fast, before a kernel starts
-    out = Path(out) if out else default_out(study)
-    out.mkdir(parents=True, exist_ok=True)
-    executed = out / f'{study}.ipynb'
+    given = params.pop('out_dir', '') or None
+    if out is not None and given is not None and resolve_path(out) != resolve_path(given):
+        raise ValueError(f"two output folders: --out {out} and out_dir {given}; give one")
+    out = resolve_path(out or given or default_out(study))
+    P = resolve_params(study, params | dict(preset=preset))  # fail fast, before a kernel starts
+    check_datasets(study, P)
+    _check_run(study, kernel, timeout, out)
+    stage = out / STAGING / _stage_name('-notebook'); stage.mkdir(parents=True, exist_ok=True)
+    executed, failed = stage / f'{study}.ipynb', out / f'{study}.failed.ipynb'
     try:
-        pm.execute_notebook(str(notebook_path(study)), str(executed), parameters=params | dict(preset=preset, out_dir=str(out.resolve())),
+        pm.execute_notebook(str(notebook_path(study)), str(executed), parameters=params | dict(preset=preset, out_dir=str(out)),
                             kernel_name=kernel, progress_bar=progress, execution_timeout=timeout, cwd=str(project_root()))
-    except pm.PapermillExecutionError as e:
-        raise StudyFailed(f"{study} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                          f"the partly executed notebook is {executed}") from None
+    except BaseException as e:
+        if executed.exists(): os.replace(executed, failed)
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(e, KeyboardInterrupt): raise
+        raise StudyFailed(_failure(study, e, failed if failed.exists() else None)) from None
+    os.replace(executed, out / f'{study}.ipynb'); failed.unlink(missing_ok=True); shutil.rmtree(stage, ignore_errors=True)
     return out

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
-import contextlib, json, math, os, sys, tempfile, time, warnings
+import contextlib, json, math, sys, time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -14,28 +14,29 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import __version__
 from .core import (append_jsonl, atomic_write_text, folder_lock, get_device, read_jsonl, seed_everything,
-                                set_rng_state)
+                                set_rng_state, writable_folder)
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
-from .data import DATASETS, epoch_generator, epoch_order, get_dataset, num_classes
+from .data import (DATASETS, FileImageDataset, ImageTensorDataset, epoch_generator, epoch_order, eval_split,
+                                get_dataset, num_classes)
 from .augment import TwoViews, colour_distortion, make_augment, to_float_image
 from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, build_mask_cache, get_segmenter, parse_degrade
-from .segaug import FG_HI, FG_LO, SegAugDataset, SegAugViews, fallback_share, thesis_policy
+from .segaug import FG_HI, FG_LO, BatchSegAug, SegAugDataset, segaug_dataset, thesis_policy
+from .batch_augment import BatchViews, DeviceLoader, load_size
 from .losses import nt_xent
 from .models import simclr_model
 from .optim import make_optimizer, scaled_lr, warmup_cosine_scheduler
 from .features import knn_accuracy
-from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, load_checkpoint, recipe_names,
-                                      recipe_record, recipe_settings, save_checkpoint)
+from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, load_checkpoint, recipe_record,
+                                      recipe_settings, save_checkpoint)
 
 # %% auto #0
 __all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks', 'autocast', 'EpochSampler',
            'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader', 'resume_differences',
            'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteLossError', 'NonFiniteGuard',
            'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine', 'default_hooks',
-           'train_one_epoch', 'segaug_dataset', 'run_folder_lock', 'pretrain']
+           'train_one_epoch', 'pretrain_split', 'pretrain_dataset', 'run_folder_lock', 'pretrain']
 
 # %% ../nbs/07_train.ipynb #70cb2e75
 @dataclass
@@ -102,10 +103,10 @@ class PretrainConfig:
     def validate(self) -> 'PretrainConfig':
         "Raise a `ValueError` that says what to change for a setting that cannot work."
         checks = [(self.epochs >= 1, 'epochs must be >= 1'), (self.batch_size >= 2, 'batch_size must be >= 2 (NT-Xent needs negatives)'),
-                  (self.accum_steps >= 1, 'accum_steps must be >= 1'), (self.temperature > 0, 'temperature must be > 0'),
+                  (self.accum_steps >= 1, 'accum_steps must be >= 1'), (0 < self.temperature < math.inf, f'temperature must be a finite number > 0, got {self.temperature}'),
                   (self.amp in ('none', 'bf16', 'fp16'), "amp must be 'none', 'bf16' or 'fp16'"),
                   (self.width > 0, 'width must be > 0'), (self.warmup_epochs >= 0, 'warmup_epochs must be >= 0'),
-                  (self.workers >= 0, 'workers must be >= 0'), (self.lr is None or self.lr >= 0, 'lr must be >= 0'),
+                  (self.workers >= 0, 'workers must be >= 0'), (self.lr is None or 0 <= self.lr < math.inf, f'lr must be a finite number >= 0, got {self.lr}'),
                   (self.augment in (None, 'simclr', 'cifar', 'segaug'), "augment must be 'simclr', 'cifar' or 'segaug'"),
                   (self.recipe == 'auto' or self.recipe in RECIPES, f"recipe must be 'auto' or one of {', '.join(RECIPES)}"),
                   (0 <= self.fg_lo < self.fg_hi <= 1, 'fg_lo and fg_hi must satisfy 0 <= fg_lo < fg_hi <= 1'),
@@ -213,11 +214,6 @@ def pretrain_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device:
     return DataLoader(ds, batch_size=cfg.batch_size // W, sampler=EpochSampler(len(ds), cfg.seed, rank(), W),
                       drop_last=True, num_workers=cfg.workers, pin_memory=device.type == 'cuda', generator=generator,
                       persistent_workers=False)
-
-# %% ../nbs/07_train.ipynb #a51141be
-from .batch_augment import BatchViews, DeviceLoader, load_size
-from .segaug import BatchSegAug
-from .data import FileImageDataset, ImageTensorDataset
 
 # %% ../nbs/07_train.ipynb #b12f0fa1
 def _batch_views(ds):
@@ -481,7 +477,7 @@ def train_one_epoch(state: TrainState, loader, cfg: PretrainConfig, device: torc
     return dict(loss=tot_loss / n_batches, probe_acc=tot_correct / (n_seen / W), time_s=elapsed,
                 images_per_s=n_seen / elapsed)
 
-# %% ../nbs/07_train.ipynb #1faa412f
+# %% ../nbs/07_train.ipynb #b85d487e
 def _data_options(cfg: PretrainConfig) -> dict:
     "The `get_dataset` options that `cfg` sets for the pretraining split."
     kw = dict(num_images=cfg.num_images, seed=cfg.seed, fraction=cfg.fraction)
@@ -489,59 +485,54 @@ def _data_options(cfg: PretrainConfig) -> dict:
     if cfg.spurious: kw['spurious'] = cfg.spurious
     return kw
 
-def segaug_dataset(cfg: PretrainConfig, device='cpu'):
-    "The pretraining split as a `SegAugDataset`: masks from `cfg.segmenter`, computed once into `cfg.mask_cache`."
-    cfg = resolve_recipe(cfg)
-    raw = get_dataset(cfg.dataset, cfg.data_root, 'train', cfg.download, None, **_data_options(cfg))
+def pretrain_split(cfg: PretrainConfig):
+    "The images `cfg` pretrains on, without views: its dataset's training split with the subset `cfg` sets."
+    return get_dataset(cfg.dataset, cfg.data_root, 'train', cfg.download, None, **_data_options(cfg))
+
+# %% ../nbs/07_train.ipynb #1faa412f
+def _mask_store(cfg: PretrainConfig, raw, device):
+    "The masks of the pretraining split `raw` by `cfg.segmenter`, computed once into `cfg.mask_cache`."
     seg = get_segmenter(cfg.segmenter, cfg.segmenter_weights, device, degrade=cfg.mask_degrade)
     key = '-'.join([cfg.dataset, 'train'] + [f'{k}{v}' for k, v in (('frac', cfg.fraction), ('n', cfg.num_images)) if v]
                    + ([f'seed{cfg.seed}'] if cfg.fraction or cfg.num_images else []) + ([f'sp{cfg.spurious}'] if cfg.spurious else []))
-    store = build_mask_cache(raw, seg, cfg.mask_cache, key, rebuild=cfg.rebuild_masks, progress=cfg.progress)
-    share = fallback_share(store.fg_ratio, cfg.fg_lo, cfg.fg_hi)
-    if share >= 1 or store.fg_ratio.max() <= 0 or store.fg_ratio.min() >= 1:
-        warnings.warn(f"every image takes the standard pipeline (fallback share {share:.0%}: mean foreground share "
-                      f"{store.fg_ratio.mean():.2f}); the masks of {cfg.segmenter}"
-                      + (f" degraded by {cfg.mask_degrade}" if cfg.mask_degrade else '') + " are empty or full everywhere, "
-                      "so this run is plain SimCLR. Check --segmenter / --mask-degrade / --fg-lo / --fg-hi")
+    return build_mask_cache(raw, seg, cfg.mask_cache, key, rebuild=cfg.rebuild_masks, progress=cfg.progress)
+
+def pretrain_dataset(cfg: PretrainConfig, device='cpu'):
+    """The pretraining split of `cfg` with its two views: a `SegAugDataset` for `augment='segaug'` (masks from
+    `cfg.segmenter`, computed once into `cfg.mask_cache`), else the standard pipeline's `TwoViews`."""
+    cfg = resolve_recipe(cfg)
+    raw = pretrain_split(cfg)
+    if cfg.augment != 'segaug':
+        raw.transform = TwoViews(make_augment(cfg.augment, cfg.image_size, cfg.color_strength, cfg.crop_min))
+        return raw
     policy = thesis_policy(cfg.image_size, cfg.fg_color_strength, cfg.fg_color_p, cfg.bg_blur_p, cfg.bg_gray_p)
     if cfg.segaug_global: policy.after = colour_distortion(cfg.color_strength)
     standard = make_augment(recipe_settings(cfg.recipe)['augment'], cfg.image_size, cfg.color_strength, cfg.crop_min)
-    views = SegAugViews(cfg.image_size, policy, standard, cfg.fg_lo, cfg.fg_hi, scale=(cfg.crop_min, 1.0))
-    return SegAugDataset(raw, store, views)
+    source = f"the masks of {cfg.segmenter}" + (f" degraded by {cfg.mask_degrade}" if cfg.mask_degrade else '')
+    return segaug_dataset(raw, _mask_store(cfg, raw, device), cfg.image_size, standard, policy, cfg.fg_lo, cfg.fg_hi,
+                          cfg.crop_min, source)
 
 # %% ../nbs/07_train.ipynb #b1d3665b
-def _writable(folder, flag: str) -> None:
-    "Create `folder` if missing and check that files can be written into it, before any work starts."
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test.'): pass
-    except OSError as e:
-        raise ValueError(f"cannot write into {flag} {folder} ({e.strerror or e}); choose a folder you can write to") from None
-
 def run_folder_lock(out):
     "An exclusive lock on the run folder `out` (created if missing): a second process is refused with a message."
-    _writable(out, '--out')
+    writable_folder(out, '--out')
     return folder_lock(Path(out) / '.lock', what=f'the run folder {out}',
                        hint='wait for that run to finish, or choose another --out folder')
 
 # %% ../nbs/07_train.ipynb #c2905f6e
 def _train_dataset(cfg: PretrainConfig, device, train_data=None):
     "The pretraining split with its two views: `train_data` if given, else SegAug's or the standard pipeline's."
-    main = is_main()
     if train_data is not None: return train_data
-    if cfg.augment == 'segaug':
-        if not main: barrier()  # rank 0 computes the masks once; the others then read its cache
-        ds = segaug_dataset(cfg, device)
-        if main: barrier()
-        return ds
-    return get_dataset(cfg.dataset, cfg.data_root, 'train', cfg.download,
-                       TwoViews(make_augment(cfg.augment, cfg.image_size, cfg.color_strength, cfg.crop_min)), **_data_options(cfg))
+    if cfg.augment != 'segaug': return pretrain_dataset(cfg, device)
+    if not is_main(): barrier()  # rank 0 computes the masks once; the others then read its cache
+    ds = pretrain_dataset(cfg, device)
+    if is_main(): barrier()
+    return ds
 
 def _knn_splits(cfg: PretrainConfig):
     "Bank (train) and query (test) datasets for the kNN monitor, without augmentation."
     kw = dict(root=cfg.data_root, download=cfg.download, transform=to_float_image(), num_images=cfg.knn_images, seed=cfg.seed)
-    test_split = next(s for s in ('test', 'val') if s in DATASETS[cfg.dataset].splits)
-    return get_dataset(cfg.dataset, split='train', **kw), get_dataset(cfg.dataset, split=test_split, **kw)
+    return get_dataset(cfg.dataset, split='train', **kw), get_dataset(cfg.dataset, split=eval_split(cfg.dataset), **kw)
 
 # %% ../nbs/07_train.ipynb #f02caea2
 def _new_state(cfg: PretrainConfig, device, ds, n_classes: int) -> tuple:
@@ -593,7 +584,7 @@ def _run_epochs(state: TrainState, loader, gen, cfg: PretrainConfig, device, mod
     return history
 
 # %% ../nbs/07_train.ipynb #9b1148d5
-def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
+def _pretrain(cfg, device, saved, out, ckpt_path, train_data, knn_data, hooks=None) -> dict:
     W, main = world_size(), is_main()
     seed_everything(cfg.seed)  # the same initial weights everywhere (DDP also broadcasts rank 0's)
     ds = _train_dataset(cfg, device, train_data)
@@ -619,9 +610,9 @@ def _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_
                 model=state.model)
 
 # %% ../nbs/07_train.ipynb #0d2e254d
-def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) -> dict:
+def _start(cfg, out, ckpt_path, train_data, knn_data, hooks=None) -> dict:
     "Checks of the run folder and the device, then the run (under the folder's lock)."
-    if cfg.augment == 'segaug' and train_data is None: _writable(cfg.mask_cache, '--mask-cache')
+    if cfg.augment == 'segaug' and train_data is None: writable_folder(cfg.mask_cache, '--mask-cache')
     if ckpt_path.exists() and not cfg.resume:
         raise FileExistsError(f"{ckpt_path} already exists: pass --resume to continue that run, "
                               "or choose another --out folder (nothing was overwritten)")
@@ -634,7 +625,7 @@ def _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks=None) 
     if device.type == 'cuda' and torchrun_env()['WORLD_SIZE'] > 1: device = torch.device('cuda', torchrun_env()['LOCAL_RANK'])
     joined = init_distributed(device.type)
     try:
-        return _pretrain(cfg, device, saved, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
+        return _pretrain(cfg, device, saved, out, ckpt_path, train_data, knn_data, hooks)
     finally:
         if joined: torch.distributed.destroy_process_group()
 
@@ -646,6 +637,6 @@ def pretrain(cfg: PretrainConfig, train_data=None, knn_data=None, hooks=None) ->
     Under torchrun every process runs this; rank 0 alone writes the run folder."""
     cfg = resolve_recipe(cfg).validate()  # a copy: the caller's config keeps its None fields
     out = Path(cfg.out)
-    ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
+    ckpt_path = out / CHECKPOINT
     with run_folder_lock(out) if torchrun_env()['RANK'] == 0 else contextlib.nullcontext():  # one process per run folder
-        return _start(cfg, out, ckpt_path, metrics_path, train_data, knn_data, hooks)
+        return _start(cfg, out, ckpt_path, train_data, knn_data, hooks)

@@ -1,4 +1,11 @@
+import os
+
 import pytest
+import torch
+
+if os.environ.get('PYTEST_XDIST_WORKER'):  # pytest -n 2: one thread per worker (and per process it starts), not two each
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
 from segaug_simclr.train import PretrainConfig
 
 

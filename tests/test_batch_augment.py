@@ -79,6 +79,7 @@ def test_device_loader_takes_the_per_rank_share():
     assert not torch.equal(outs[0][0], outs[1][0])
 
 
+@pytest.mark.slow
 def test_torchrun_batched_segaug_resumes_exactly(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_distributed import ARGS, _torchrun

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 import fakes
 from segaug_simclr.augment import to_float_image
-from segaug_simclr.data import (DATASETS, SHAPES, FileImageDataset, get_dataset, label_fraction, load_rgb,
+from segaug_simclr.data import (DATASETS, SHAPES, get_dataset, label_fraction, load_rgb,
                                 num_classes, synthetic_shapes)
 
 

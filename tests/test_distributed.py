@@ -19,6 +19,7 @@ def _torchrun(args, nproc=2, timeout=600):
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path):
     r = _torchrun([str(HERE / 'dist_equivalence.py'), str(tmp_path)])
     assert r.returncode == 0, r.stderr[-3000:]
@@ -46,6 +47,7 @@ ARGS = ['--dataset', 'synthetic', '--num-images', '128', '--depth', '18', '--wid
         '--epochs', '2', '--warmup-epochs', '0', '--accum-steps', '2', '--device', 'cpu', '--no-progress']
 
 
+@pytest.mark.slow
 def test_torchrun_pretraining_checkpoints_and_resumes_exactly(tmp_path):
     pkg = ['-m', 'segaug_simclr.pretrain_cli']
     r = _torchrun(pkg + ARGS + ['--out', str(tmp_path / 'straight')])
@@ -67,6 +69,7 @@ def test_torchrun_pretraining_checkpoints_and_resumes_exactly(tmp_path):
     assert r.stdout.count('done: 2 epochs') == 1  # rank 0 alone reports
 
 
+@pytest.mark.slow
 def test_torchrun_segaug_shares_one_mask_cache(tmp_path):
     r = _torchrun(['-m', 'segaug_simclr.pretrain_cli', *ARGS, '--epochs', '1', '--augment', 'segaug', '--segmenter', 'oracle',
                    '--mask-cache', str(tmp_path / 'masks'), '--out', str(tmp_path / 'run')])

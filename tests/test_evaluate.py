@@ -7,7 +7,7 @@ from torch import nn
 import fakes
 from segaug_simclr.augment import to_float_image
 from segaug_simclr.data import get_dataset, label_fraction, synthetic_shapes
-from segaug_simclr.evaluate import (Frozen, finetune, finetune_indices, fit_logreg, knn_eval, linear_eval, load_encoder,
+from segaug_simclr.evaluate import (finetune, finetune_indices, fit_logreg, knn_eval, linear_eval, load_encoder,
                                     load_records, mean_per_class_accuracy, predict_logreg, save_record, score, select_l2,
                                     snapshot, topk_accuracy, transfer_eval, transfer_metric)
 from segaug_simclr.models import resnet
@@ -162,6 +162,7 @@ def test_transfer_on_registered_datasets_with_their_metric(tmp_path, monkeypatch
     assert json.loads(out.read_text())['dataset'] == 'pets'
 
 
+@pytest.mark.slow
 def test_brief_pretraining_beats_random_on_synthetic_under_all_protocols(tmp_path):
     cfg = PretrainConfig(dataset='synthetic', num_images=2000, depth=18, width=0.25, epochs=8, batch_size=64, lr=1.0, temperature=0.2,
                          crop_min=0.5, warmup_epochs=1, amp='bf16', channels_last=True, device='cpu',

@@ -1,5 +1,5 @@
 "Issue 10: no silent wrong results. Each test reproduces one way a run, a record or a cache went silently wrong."
-import json, os, re, subprocess, sys, time
+import json, os, re, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -256,8 +256,8 @@ def test_damaged_mask_cache_refused_and_rebuilt(tmp_path, kind):
 
 
 def test_pretrain_names_rebuild_masks_for_a_damaged_cache(tiny_cfg, tmp_path):
-    from segaug_simclr.train import segaug_dataset
-    segaug_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks')))
+    from segaug_simclr.train import pretrain_dataset
+    pretrain_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks')))
     folder, = (tmp_path / 'masks').iterdir()
     _damage(folder, 'zeroed')
     r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', '--dataset', 'synthetic', '--num-images', '128',
@@ -389,9 +389,9 @@ def test_nan_in_first_epoch_says_no_checkpoint(tiny_cfg):
 
 
 def test_degenerate_masks_warn(tiny_cfg, tmp_path):
-    from segaug_simclr.train import segaug_dataset  # what pretrain calls to build its SegAug dataset
+    from segaug_simclr.train import pretrain_dataset  # what pretrain calls to build its SegAug dataset
     with pytest.warns(UserWarning, match='every image takes the standard pipeline .*shift:100'):
-        segaug_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_degrade='shift:100', mask_cache=str(tmp_path / 'masks')))
+        pretrain_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_degrade='shift:100', mask_cache=str(tmp_path / 'masks')))
     with pytest.warns(UserWarning, match='closer to inverted'):
         PretrainConfig(augment='segaug', mask_degrade='blocks:0.9', device='cpu').validate()
 

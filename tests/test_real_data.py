@@ -33,6 +33,7 @@ def test_imagefolder_reads_real_cifar(cifar_jpeg):
     assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1
 
 
+@pytest.mark.slow
 def test_brief_pretraining_beats_random_encoder_under_knn(cifar_jpeg, tmp_path):
     bank = get_dataset('imagefolder', cifar_jpeg, 'train', transform=to_float_image())
     query = get_dataset('imagefolder', cifar_jpeg, 'test', transform=to_float_image())

@@ -13,7 +13,6 @@ from segaug_simclr.segment import fg_ratio
 from segaug_simclr.segaug import RegionPolicy, SegAugDataset, SegAugViews, fallback_share, region_augment
 from segaug_simclr.data import get_dataset, synthetic_shapes
 from segaug_simclr.segment import DeepLabSegmenter, MaskStore, OracleSegmenter, SaliencySegmenter, build_mask_cache, degrade_mask, get_segmenter, mask_iou
-from segaug_simclr.checkpoint import load_checkpoint
 from segaug_simclr.train import pretrain
 from segaug_simclr.core import read_jsonl
 
@@ -198,7 +197,7 @@ def test_degradation_lowers_iou_monotonically():
 
 def test_pretrain_with_segaug_logs_fallback_and_reuses_masks(tiny_cfg, tmp_path):
     cfg = tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks'), epochs=2, fg_lo=0.3)
-    res = pretrain(cfg)
+    pretrain(cfg)
     recs = [r for r in read_jsonl(Path(cfg.out) / 'metrics.jsonl') if r['kind'] == 'epoch']
     assert len(recs) == 2 and all(0 < r['fallback_share'] < 1 for r in recs)
     folder = next((tmp_path / 'masks').iterdir())

@@ -157,6 +157,7 @@ def _cli(*args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_runs_resumes_and_reports_user_errors(tmp_path):
     args = ['--dataset', 'synthetic', '--num-images', '64', '--depth', '18', '--width', '0.25', '--batch-size', '32',
             '--epochs', '2', '--warmup-epochs', '0', '--device', 'cpu', '--no-progress', '--out', str(tmp_path / 'cli')]
@@ -177,6 +178,7 @@ def test_fraction_and_spurious_reach_the_pretraining_set(tiny_cfg):
     assert load_checkpoint(res['checkpoint'])['step'] == 7
 
 
+@pytest.mark.slow
 def test_torch_compile_trains_like_eager(tiny_cfg, tmp_path):
     eager = pretrain(tiny_cfg(out=str(tmp_path / 'eager')))
     compiled = pretrain(tiny_cfg(out=str(tmp_path / 'compiled'), compile=True))

@@ -4,7 +4,7 @@
 
 Every code cell runs as `nbdev_test` runs it (from the notebook's folder, in one kernel), except the cells flagged
 `slow`, `gpu` or `notest` (settings.ini `tst_flags`): those keep the outputs they had. Figures are stored as PNG at
-72 dpi (not retina), then `nbdev_clean` strips execution counts and metadata, so that the sync check
+100 dpi (not retina), then `nbdev_clean` strips execution counts and metadata, so that the sync check
 in `tools/test.sh` finds nothing to change. A notebook whose cell fails is left untouched and the error is printed.
 """
 import os, sys, time
@@ -14,10 +14,10 @@ from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
 from fastcore.xtras import working_directory
 from nbdev.config import get_config
-from nbdev.process import NBProcessor, extract_directives
+from nbdev.process import extract_directives
 
 SKIP = set(get_config().tst_flags.split())
-SMALL_FIGURES = "import matplotlib; matplotlib.rcParams['figure.dpi'] = 72"  # committed figures: small files, sharp enough
+SMALL_FIGURES = "import matplotlib; matplotlib.rcParams['figure.dpi'] = 100"  # committed figures: sharp in JupyterLab, files still small
 
 
 def _skip(cell):

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: notebooks and package in sync, notebooks clean, notebook tests, pytest.
+# The test suite. `tools/test.sh` (make test, what CI runs): notebooks and package in sync, notebooks clean, lint,
+# every notebook's tests, the whole pytest suite. `tools/test.sh quick` (make check): sync, clean, lint and the fast
+# tests (pytest -m "not slow"), for the edit loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+MODE=${1:-full}
 
 # What the working tree looks like (tracked changes with their content, and untracked files).
 snapshot() { git status --porcelain --untracked-files=all; git diff; }
@@ -10,13 +13,13 @@ snapshot() { git status --porcelain --untracked-files=all; git diff; }
 before=$(snapshot)
 "$BIN/nbdev_export"
 if [ "$before" != "$(snapshot)" ]; then
-  echo "FAIL: segaug_simclr/ is out of sync with nbs/: run '$BIN/nbdev_export' and commit the result" >&2
+  echo "FAIL: segaug_simclr/ is out of sync with nbs/: run 'make export' and commit the result" >&2
   git status --porcelain --untracked-files=all >&2
   exit 1
 fi
 "$BIN/nbdev_clean"
 if [ "$before" != "$(snapshot)" ]; then
-  echo "FAIL: notebooks are not clean: run '$BIN/nbdev_clean' and commit the result" >&2
+  echo "FAIL: notebooks are not clean: run '$BIN/nbdev_clean' (or 'make hooks' once, so that commits clean them) and commit the result" >&2
   git status --porcelain --untracked-files=all >&2
   exit 1
 fi
@@ -25,5 +28,12 @@ if [ -n "${CI:-}" ] && [ -n "$before" ]; then
 fi
 echo "ok: package in sync with notebooks, notebooks clean"
 
+"$BIN/ruff" check segaug_simclr tests benchmarks tools   # pyflakes rules (pyproject.toml); the package is the notebooks' code
+echo "ok: lint"
+
+if [ "$MODE" = quick ]; then
+  "$BIN/python" -m pytest -q -n 2 -m "not slow" tests
+  exit 0
+fi
 "$BIN/nbdev_test" --n_workers 2
-"$BIN/python" -m pytest -q --durations=10 tests
+"$BIN/python" -m pytest -q -n 2 --durations=15 tests
