@@ -251,8 +251,9 @@ def mask_rows(masks, idx=None) -> torch.Tensor:
 
 # %% ../nbs/02b_batch_augment.ipynb #879349f9
 def load_size(size: int) -> int:
-    "The square that image files are decoded to for `size` px views on the batched path (256 for 224)."
-    return max(size, round(size * 8 / 7))
+    """The square that image files are decoded to for `size` px views on the batched path: 8/7 of the view at ImageNet
+    scale (256 for 224), the view size itself for small views (CIFAR-sized files keep their own pixels)."""
+    return size if size < 96 else round(size * 8 / 7)
 
 # %% ../nbs/02b_batch_augment.ipynb #5198e443
 class SquareFiles(Dataset):

@@ -78,7 +78,7 @@ def run_command(args) -> int:
     try: params = {k: parse_value(v) for k, v in (args.param or [])}
     except ValueError as e: print(f"error: {e}", file=sys.stderr); return 2
     if args.seeds is not None: params['seeds'] = args.seeds
-    names = list(STUDIES) if args.study == 'all' else [args.study]
+    names = [s for s in STUDIES if args.preset in STUDIES[s].presets] if args.study == 'all' else [args.study]
     for name in names:
         try: resolve_params(name, params | dict(preset=args.preset))
         except ValueError as e: print(f"error: {e}", file=sys.stderr); return 2

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_report.ipynb #90a359a8
 from __future__ import annotations
-import statistics
+import math, statistics
 from pathlib import Path
 
 import torch
@@ -13,9 +13,10 @@ from .segaug import FG_HI, FG_LO
 from .core import atomic_write, read_jsonl
 
 # %% auto #0
-__all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'loss_curve', 'plot_loss_curves',
-           'save_figure', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap', 'plot_fallback_share',
-           'mask_cases', 'plot_mask_examples', 'plot_similarity', 'plot_accuracy_against']
+__all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'paired_differences', 'paired_table',
+           'loss_curve', 'plot_loss_curves', 'save_figure', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap',
+           'plot_fallback_share', 'mask_cases', 'plot_mask_examples', 'plot_method_views', 'plot_segmenter_masks',
+           'plot_similarity', 'plot_accuracy_against']
 
 # %% ../nbs/09_report.ipynb #3f208c92
 def _ref(study, setting, metric, value, who, source, note=''):
@@ -117,27 +118,58 @@ def results_table(rows: list[dict], study: str | None, by: str = 'setting', metr
     if notes: lines += [''] + [f'Note: {n}' for n in notes]
     return '\n'.join(lines) + '\n'
 
+# %% ../nbs/09_report.ipynb #68f7e8d8
+def paired_differences(rows: list[dict], baseline: str, by: str = 'setting', metric: str = 'top1', settings=None) -> list[dict]:
+    """For each setting of `rows` (or those of `settings`) other than `baseline`: the per-seed differences of `metric`
+    from the baseline's row with the same seed, their mean, and a 95% t interval (NaN with one seed)."""
+    from scipy.stats import t as student_t
+    base = {r['seed']: r[metric] for r in rows if r.get(by) == baseline and r.get(metric) is not None}
+    out = []
+    for s in settings or dict.fromkeys(r.get(by) for r in rows):
+        if s == baseline: continue
+        d = [r[metric] - base[r['seed']] for r in rows if r.get(by) == s and r['seed'] in base and r.get(metric) is not None]
+        if not d: continue
+        mean, n = statistics.fmean(d), len(d)
+        half = student_t.ppf(0.975, n - 1) * statistics.stdev(d) / math.sqrt(n) if n > 1 else math.nan
+        out.append({by: s, 'baseline': baseline, 'metric': metric, 'n': n, 'mean': mean, 'lo': mean - half, 'hi': mean + half,
+                    'values': d})
+    return out
+
+# %% ../nbs/09_report.ipynb #c0bfbf39
+def paired_table(diffs: list[dict], title: str = '', by: str = 'setting') -> str:
+    "A Markdown table of `paired_differences`: each setting minus its baseline, mean and 95% interval in points, per seed."
+    lines = ([f'### {title}', ''] if title else []) + [f'| {by} | minus | metric | mean difference | 95% interval | n | per seed |',
+                                                       '|---|---|---|---|---|---|---|']
+    for d in diffs:
+        ci = f"[{d['lo']:+.1f}, {d['hi']:+.1f}]" if not math.isnan(d['lo']) else '—'
+        lines.append(f"| {d[by]} | {d['baseline']} | {d['metric']} | {d['mean']:+.1f} | {ci} | {d['n']} | "
+                     + ', '.join(f'{v:+.1f}' for v in d['values']) + ' |')
+    return '\n'.join(lines) + '\n'
+
 # %% ../nbs/09_report.ipynb #90e58a8a
-def loss_curve(run_dir) -> tuple[list[float], list[float]]:
-    "(epochs, losses) of a pretraining run folder: step records at fractional epochs, else epoch records."
+def loss_curve(run_dir, steps: bool = False) -> tuple[list[float], list[float]]:
+    """(epochs, losses) of a pretraining run folder: each epoch's mean loss, drawn at the end of the epoch; with `steps`
+    the logged step losses at fractional epochs (one batch each: noisy, and at log_every=10 a 7-batch epoch logs one)."""
     recs = read_jsonl(Path(run_dir) / 'metrics.jsonl')
     epochs = [r for r in recs if r.get('kind') == 'epoch']
-    steps = [r for r in recs if r.get('kind') == 'step']
-    if steps:
-        per_epoch = max(r['batch'] for r in steps)
-        return [r['epoch'] + r['batch'] / per_epoch for r in steps], [r['loss'] for r in steps]
-    return [r['epoch'] + 1 for r in epochs], [r['loss'] for r in epochs]
+    if not steps: return [r['epoch'] + 1 for r in epochs], [r['loss'] for r in epochs]
+    logged = [r for r in recs if r.get('kind') == 'step']
+    per_epoch = epochs[0]['step'] if epochs and epochs[0].get('step') else max((r['step'] for r in logged), default=1)
+    return [r['step'] / per_epoch for r in logged], [r['loss'] for r in logged]
 
 # %% ../nbs/09_report.ipynb #5594730d
-def plot_loss_curves(runs: dict, ax=None, title: str = 'NT-Xent loss during pretraining'):
-    "One loss curve per run: `runs` maps a label to a run folder (several folders per label: one line each, same colour)."
+def plot_loss_curves(runs: dict, ax=None, title: str = 'NT-Xent loss during pretraining (epoch means)'):
+    """The epoch-mean loss of each run (dots joined), with its logged step losses faintly behind it: `runs` maps a label to
+    a run folder or to several (one line each, same colour)."""
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(5, 3))[1]
     for i, (label, dirs) in enumerate(runs.items()):
         for j, d in enumerate([dirs] if isinstance(dirs, (str, Path)) else dirs):
+            xs, ys = loss_curve(d, steps=True)
+            if xs: ax.plot(xs, ys, color=f'C{i}', alpha=0.2, lw=0.8)
             x, y = loss_curve(d)
-            ax.plot(x, y, color=f'C{i}', alpha=0.8, label=label if j == 0 else None)
-    ax.set_xlabel('epoch'); ax.set_ylabel('loss'); ax.set_title(title); ax.legend(fontsize=8)
+            ax.plot(x, y, color=f'C{i}', marker='o', ms=3, alpha=0.9, label=label if j == 0 else None)
+    ax.set_xlabel('epoch'); ax.set_ylabel('loss'); ax.set_title(title, fontsize=9); ax.legend(fontsize=8)
     return ax
 
 # %% ../nbs/09_report.ipynb #f57ba087
@@ -217,6 +249,37 @@ def plot_mask_examples(segaug_ds, indices: dict):
     for row, (name, i) in zip(axs, indices.items()):
         plot_segaug(raw_image(segaug_ds.ds, i), segaug_ds.masks[i], segaug_ds.views, axs=row, title=name.replace('_', ' '))
     fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_report.ipynb #5854dad0
+def plot_method_views(datasets: dict, indices: list[int]):
+    "Rows (method, image) of image, mask and two SegAug views, from `datasets` (method label -> `SegAugDataset`)."
+    import matplotlib.pyplot as plt
+    from segaug_simclr.data import raw_image
+    from segaug_simclr.segaug import plot_segaug
+    rows = [(label, ds, i) for label, ds in datasets.items() for i in indices]
+    fig, axs = plt.subplots(len(rows), 4, figsize=(8, 2.1 * len(rows)), squeeze=False)
+    for ax, (label, ds, i) in zip(axs, rows):
+        plot_segaug(raw_image(ds.ds, i), ds.masks[i], ds.views, axs=ax, title=f'{label}: image {i}')
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_report.ipynb #b7843eea
+def plot_segmenter_masks(images: torch.Tensor, masks: dict, cols: int = 8):
+    "Images (N, 3, H, W) in [0, 1] and each source's masks (`masks`: name -> bool (N, H, W)), in blocks of `cols` images."
+    import matplotlib.pyplot as plt
+    n, names = len(images), list(masks)
+    blocks = math.ceil(n / cols)
+    fig, axs = plt.subplots(blocks * (1 + len(names)), cols, figsize=(cols * 0.9, blocks * (1 + len(names)) * 0.95), squeeze=False)
+    for k in range(n):
+        b, c = divmod(k, cols)
+        axs[b * (1 + len(names)), c].imshow(images[k].permute(1, 2, 0).clamp(0, 1))
+        for r, name in enumerate(names, 1):
+            axs[b * (1 + len(names)) + r, c].imshow(images[k].permute(1, 2, 0).clamp(0, 1) * (0.25 + 0.75 * masks[name][k][..., None]))
+    for a in axs.flat: a.axis('off')
+    for b in range(blocks):
+        for r, name in enumerate(['image'] + names): axs[b * (1 + len(names)) + r, 0].set_title(name, fontsize=7, loc='left')
+    fig.tight_layout(pad=0.2)
     return fig
 
 # %% ../nbs/09_report.ipynb #d3d12e3b

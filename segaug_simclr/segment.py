@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_segment.ipynb #c145d610
 from __future__ import annotations
-import hashlib, json, os, shutil, warnings
+import copy, hashlib, json, os, shutil, warnings
 from pathlib import Path
 from urllib.error import URLError
 
@@ -19,9 +19,10 @@ from .core import atomic_write_text, folder_lock
 from .data import ImageTensorDataset, dataset_fingerprint, raw_image
 
 # %% auto #0
-__all__ = ['DEEPLAB_ARCHS', 'OFFLINE_SEGMENTERS', 'Segmenter', 'fg_ratio', 'file_sha1', 'DeepLabSegmenter', 'OracleSegmenter',
-           'otsu_threshold', 'SaliencySegmenter', 'mask_iou', 'degrade_mask', 'DegradedSegmenter', 'parse_degrade',
-           'get_segmenter', 'MaskCacheError', 'MaskStore', 'build_mask_cache']
+__all__ = ['DEEPLAB_ARCHS', 'OFFLINE_SEGMENTERS', 'Segmenter', 'fg_ratio', 'file_sha1', 'DeepLabSegmenter', 'weights_problem',
+           'OracleSegmenter', 'otsu_threshold', 'SaliencySegmenter', 'RandomWalkerSegmenter', 'CentrePriorSegmenter',
+           'mask_iou', 'degrade_mask', 'DegradedSegmenter', 'parse_degrade', 'get_segmenter', 'MaskCacheError',
+           'MaskStore', 'build_mask_cache', 'derangement']
 
 # %% ../nbs/03_segment.ipynb #4b155192
 def _resize_masks(masks: torch.Tensor, size) -> torch.Tensor:
@@ -56,7 +57,7 @@ def _deeplab_registry():
             'lraspp_mobilenet_v3_large': (S.lraspp_mobilenet_v3_large, S.LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1)}
 
 DEEPLAB_ARCHS = ('deeplabv3_resnet50', 'deeplabv3_resnet101', 'deeplabv3_mobilenet_v3_large', 'lraspp_mobilenet_v3_large')
-OFFLINE_SEGMENTERS = ('oracle', 'saliency')
+OFFLINE_SEGMENTERS = ('oracle', 'saliency', 'random_walker', 'centre')
 
 def _torchvision_weights_file(weights_enum) -> Path:
     "Where torchvision's cache keeps (or would keep) the file of `weights_enum`."
@@ -110,6 +111,19 @@ class DeepLabSegmenter(Segmenter):
         else: out = self.model(x)['out']
         return (out.argmax(1) != 0).cpu()
 
+# %% ../nbs/03_segment.ipynb #89477d90
+def weights_problem(name: str, weights=None) -> str | None:
+    "Why segmenter `name` cannot get its weights here (given file missing, not cached and not downloadable), or None."
+    if name not in DEEPLAB_ARCHS: return None
+    wenum = _deeplab_registry()[name][1]
+    path = Path(weights) if weights else _torchvision_weights_file(wenum)
+    if path.exists(): return None
+    if weights: return f"no segmentation weights at {path} (--segmenter-weights / deeplab_weights)"
+    try: wenum.get_state_dict(progress=False); return None
+    except (URLError, OSError) as e:
+        return (f"the {name} weights are not in torchvision's cache ({path}) and could not be downloaded ({e}); copy the file "
+                f"there from a machine with internet access, or use a segmenter that works offline: {', '.join(OFFLINE_SEGMENTERS)}")
+
 # %% ../nbs/03_segment.ipynb #fe6bf4f4
 class OracleSegmenter(Segmenter):
     "The dataset's own masks: the synthetic benchmark's exact masks, Oxford-IIIT Pet trimaps (boundary = foreground)."
@@ -155,6 +169,47 @@ class SaliencySegmenter(Segmenter):
             sal = v2.functional.gaussian_blur(sal, [5, 5], [self.blur_sigma])[0, 0]
             out[i] = sal > otsu_threshold(sal)
         return out
+
+# %% ../nbs/03_segment.ipynb #5842a9be
+class RandomWalkerSegmenter(Segmenter):
+    """scikit-image's random walker from two sets of seeds: the border ring is background, a centred square (side
+    `centre` of the image) is foreground. Weight-free; follows colour edges."""
+    name = 'random_walker'
+    def __init__(self, input_size: int = 32, centre: float = 0.25, beta: float = 130.0):
+        self.input_size, self.centre, self.beta = input_size, centre, beta
+        self.fingerprint = f'random walker border-vs-centre centre={centre} beta={beta} size={input_size}'
+
+    def seeds(self, H: int, W: int) -> np.ndarray:
+        "The seed labels: 1 on the border ring (background), 2 in the centred square (foreground), 0 elsewhere."
+        s = np.zeros((H, W), dtype=np.int32)
+        s[0, :] = s[-1, :] = s[:, 0] = s[:, -1] = 1
+        h, w = max(1, round(H * self.centre / 2)), max(1, round(W * self.centre / 2))
+        s[H // 2 - h:H // 2 + h, W // 2 - w:W // 2 + w] = 2
+        return s
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        from skimage.segmentation import random_walker
+        B, _, H, W = images.shape
+        seeds = self.seeds(H, W)
+        with warnings.catch_warnings():  # flat images give probabilities a rounding error outside [0, 1]: harmless
+            warnings.simplefilter('ignore')
+            return torch.stack([torch.from_numpy(random_walker(x.permute(1, 2, 0).double().numpy(), seeds, beta=self.beta,
+                                                               mode='bf', channel_axis=-1) == 2) for x in images])
+
+# %% ../nbs/03_segment.ipynb #33508748
+class CentrePriorSegmenter(Segmenter):
+    "The same centred ellipse for every image (semi-axes `radius` x width and height): a mask that ignores the image."
+    name, input_size = 'centre', 0
+    def __init__(self, radius: float = 0.3):
+        self.radius, self.fingerprint = radius, f'centred ellipse radius={radius}'
+
+    def ellipse(self, H: int, W: int) -> torch.Tensor:
+        "The bool mask (H, W) of the centred ellipse."
+        y, x = torch.meshgrid((torch.arange(H) + 0.5) / H - 0.5, (torch.arange(W) + 0.5) / W - 0.5, indexing='ij')
+        return (x / self.radius) ** 2 + (y / self.radius) ** 2 <= 1
+
+    def segment_items(self, ds, indices, mask_size) -> torch.Tensor:
+        return self.ellipse(*mask_size)[None].expand(len(indices), -1, -1).clone()
 
 # %% ../nbs/03_segment.ipynb #9f2377e6
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -214,10 +269,12 @@ def parse_degrade(spec: str | None) -> tuple[str, float] | None:
 
 # %% ../nbs/03_segment.ipynb #60b04062
 def get_segmenter(name: str, weights=None, device='cpu', input_size: int | None = None, degrade: str | None = None) -> Segmenter:
-    "Segmenter `name` (one of `DEEPLAB_ARCHS`, 'oracle', 'saliency'), its masks optionally degraded ('erode:2')."
+    "Segmenter `name` (one of `DEEPLAB_ARCHS` or `OFFLINE_SEGMENTERS`), its masks optionally degraded ('erode:2')."
     size = {'input_size': input_size} if input_size else {}
     if name == 'oracle': seg = OracleSegmenter()
     elif name == 'saliency': seg = SaliencySegmenter(**size)
+    elif name == 'random_walker': seg = RandomWalkerSegmenter(**size)
+    elif name == 'centre': seg = CentrePriorSegmenter()
     elif name in DEEPLAB_ARCHS: seg = DeepLabSegmenter(name, weights, device, **size)
     else: raise ValueError(f"segmenter {name!r} is unknown; choose one of {DEEPLAB_ARCHS + OFFLINE_SEGMENTERS}")
     d = parse_degrade(degrade)
@@ -244,7 +301,9 @@ class MaskStore:
 
     @property
     def bits(self) -> np.ndarray:
-        if self._bits is None: self._bits = np.load(self.folder / 'masks.npy', mmap_mode='r')  # opened per process
+        if self._bits is None:  # opened per process; a permuted store reads its rows in their new order, once
+            bits = np.load(self.folder / 'masks.npy', mmap_mode='r')
+            self._bits = bits if getattr(self, '_order', None) is None else np.asarray(bits)[self._order]
         return self._bits
 
     def verify(self) -> None:
@@ -261,6 +320,13 @@ class MaskStore:
             want = self.manifest.get('checksums', {}).get(name)
             if want is None: raise bad(f"its manifest has no checksum for {name} (a cache from an earlier version)")
             if file_sha1(p) != want: raise bad(f"{name} does not match the checksum written when the cache was finished")
+
+    def permuted(self, order) -> 'MaskStore':
+        "A view of this cache whose mask i is mask `order[i]` (a control: images with another image's masks)."
+        out = copy.copy(self)
+        out._order = np.asarray(order, dtype=np.int64)
+        out.fg_ratio, out._bits = self.fg_ratio[torch.as_tensor(out._order)], None
+        return out
 
     def __getstate__(self): return {**self.__dict__, '_bits': None}
     def __len__(self): return len(self.fg_ratio)
@@ -352,3 +418,13 @@ def _fill_mask_cache(ds, segmenter, folder, key, want, size, batch_size, rebuild
     atomic_write_text(folder / 'manifest.json', json.dumps(want | dict(checksums=checksums, version=__version__), indent=2))
     prog_path.unlink(missing_ok=True)
     return MaskStore(folder)
+
+# %% ../nbs/03_segment.ipynb #ed606477
+def derangement(n: int, seed: int = 0) -> torch.Tensor:
+    "A seeded random permutation of `n` >= 2 items in which no item stays in place (Sattolo's algorithm: one cycle)."
+    if n < 2: raise ValueError(f"a derangement needs at least 2 items, got {n}")
+    g, p = torch.Generator().manual_seed(seed), list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = int(torch.randint(i, (1,), generator=g))
+        p[i], p[j] = p[j], p[i]
+    return torch.tensor(p)

@@ -10,25 +10,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torchvision.transforms import v2
 
 from .core import atomic_write_text, disk_full, disk_full_error, environment, get_device, writable_folder
-from .data import DATASETS, dataset_fingerprint, eval_split, get_dataset
+from .data import DATASETS, dataset_fingerprint, eval_split, get_dataset, raw_image
 from .checkpoint import CHECKPOINT, load_checkpoint, recipe_names
 from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, record_json, run_protocol
 from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, parse_degrade
 from .train import AUGMENT_DEVICES, PretrainConfig, pretrain, pretrain_dataset, pretrain_split
 
 # %% auto #0
-__all__ = ['PRESETS', 'COMMON', 'SMOKE', 'CIFAR10', 'PAPER', 'IMAGENET', 'STUDIES', 'STAGING', 'COMMAND_ENV', 'RUN_ONLY',
-           'LOCATION', 'Study', 'parse_value', 'check_values', 'resolve_params', 'project_root', 'resolve_path',
-           'study_dir', 'needed_datasets', 'check_datasets', 'given_params', 'remove_stale_stages', 'StudyFolder',
-           'setup_study', 'pretrain_config', 'data_key', 'config_key', 'finished', 'pretrained', 'encoder_spec',
-           'random_spec', 'cached_record', 'eval_data', 'eval_data_key', 'evaluated', 'standard_augment',
-           'method_config', 'width_label', 'encoder_millions', 'mask_source', 'segaug_data', 'mask_source_iou',
-           'notebook_path', 'default_out', 'StudyFailed', 'run_study']
+__all__ = ['PRESETS', 'COMMON', 'SMOKE', 'LAPTOP', 'CIFAR10', 'PAPER', 'IMAGENET', 'METHODS', 'STUDIES', 'STAGING', 'COMMAND_ENV',
+           'RUN_ONLY', 'LOCATION', 'Study', 'parse_value', 'check_values', 'resolve_params', 'project_root',
+           'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets', 'check_segmenters', 'given_params',
+           'remove_stale_stages', 'StudyFolder', 'setup_study', 'pretrain_config', 'data_key', 'config_key', 'finished',
+           'pretrained', 'encoder_spec', 'random_spec', 'cached_record', 'eval_data', 'eval_data_key', 'evaluated',
+           'standard_augment', 'method_config', 'width_label', 'encoder_millions', 'mask_source', 'segaug_data',
+           'mask_gallery', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
 
 # %% ../nbs/10_study.ipynb #7801b90e
-PRESETS = ('smoke', 'demo', 'cifar10', 'paper')
+PRESETS = ('smoke', 'demo', 'laptop', 'cifar10', 'paper')
 
 @dataclass
 class Study:
@@ -48,6 +49,8 @@ COMMON = dict(preset='demo', dataset='synthetic', data_root='data', num_images=4
 
 SMOKE = dict(num_images=128, eval_images=100, test_images=100, width=0.125, epochs=1, batch_size=32, seeds=1,
              linear_epochs=2, amp='none', channels_last=False)
+LAPTOP = dict(dataset='cifar10', num_images=8000, eval_images=10000, test_images=None, epochs=18, batch_size=256,
+              crop_min=0.2, seeds=3, linear_epochs=30)  # real photographs on two CPU cores: see the README for how they were chosen
 CIFAR10 = dict(dataset='cifar10', num_images=None, eval_images=None, test_images=None, width=1.0, epochs=100, batch_size=512,
                temperature=0.5, crop_min=0.08, seeds=1, linear_epochs=90, workers=8)
 PAPER = dict(dataset='cifar10', num_images=None, eval_images=None, test_images=None, depth=50, width=1.0, epochs=100,
@@ -56,9 +59,12 @@ IMAGENET = dict(dataset='imagenet', num_images=None, eval_images=None, test_imag
                 cifar_stem=False, image_size=224, epochs=100, batch_size=4096, lr=0.3, temperature=0.1, crop_min=0.08,
                 seeds=1, linear_epochs=90, linear_protocol='augmented', workers=16)
 
-def _study(name, reproduces, extra=None, smoke=None, demo=None, cifar10=None, paper=None, choices=None, datasets=('dataset',)):
+def _study(name, reproduces, extra=None, smoke=None, demo=None, cifar10=None, paper=None, laptop=None, choices=None,
+           datasets=('dataset',)):
+    "A `Study`: `COMMON` and `extra` as its parameters, each preset's changes (`laptop` only where the study has one)."
     params = COMMON | (extra or {}) | (demo or {})
-    presets = dict(smoke=SMOKE | (smoke or {}), demo={}, cifar10=CIFAR10 | (cifar10 or {}), paper=paper or PAPER)
+    presets = dict(smoke=SMOKE | (smoke or {}), demo={}, **(dict(laptop=LAPTOP | laptop) if laptop is not None else {}),
+                   cifar10=CIFAR10 | (cifar10 or {}), paper=paper or PAPER)
     for preset, changes in presets.items():  # a preset may only set parameters the study has (and its notebook declares)
         if set(changes) - set(params): raise ValueError(f"{name}: preset {preset} sets {sorted(set(changes) - set(params))}, "
                                                         "which are not parameters of the study; add them to its defaults")
@@ -66,16 +72,21 @@ def _study(name, reproduces, extra=None, smoke=None, demo=None, cifar10=None, pa
 
 # %% ../nbs/10_study.ipynb #784b7447
 _METHODS = ('standard', 'segaug')
+METHODS = ('standard', 'segaug', 'segaug_global', 'shuffled_masks', 'centre_prior')  # segaug_vs_standard's methods and controls
 _DEMO_STUDIES = [
     _study('walkthrough', 'teaching: views, similarity matrix, NT-Xent, a short pretraining, masks and SegAug views, linear evaluation',
-           extra=dict(seeds=1, epochs=4, num_images=1000), cifar10=dict(epochs=20)),
+           extra=dict(seeds=1, epochs=4, num_images=1000), cifar10=dict(epochs=20),
+           laptop=dict(seeds=1, num_images=4000, eval_images=5000, test_images=2000, epochs=8)),
     _study('segaug_vs_standard', 'thesis Table 2 (standard 34.6/59.3 against SegAug 35.2/60.11); the demo study',
            extra=dict(methods=list(_METHODS), spurious=0.8, segmenter='oracle', fg_lo=0.05, fg_hi=0.9, segaug_global=True,
-                      num_images=3000, batch_size=64, crop_min=0.5, fraction=None, augment_device='batch'),
+                      control_base='segaug_global', num_images=3000, batch_size=64, crop_min=0.5, fraction=None,
+                      augment_device='batch'),
+           smoke=dict(methods=list(METHODS), seeds=2),
+           laptop=dict(methods=list(METHODS), spurious=0.0, segmenter='saliency', segaug_global=False, augment_device='auto'),
            cifar10=dict(spurious=0.0, segmenter='deeplabv3_resnet50', segaug_global=False, augment_device='auto'),
            paper=IMAGENET | dict(fraction=0.1, spurious=0.0, segmenter='deeplabv3_resnet50', segaug_global=False,
                                  augment_device='auto'),
-           choices=dict(methods=_METHODS)),
+           choices=dict(methods=METHODS, control_base=('segaug', 'segaug_global'))),
 ]
 
 # %% ../nbs/10_study.ipynb #40de77ca
@@ -122,6 +133,7 @@ _ABLATION_STUDIES = [
            extra=dict(masks=['oracle', 'erode:1', 'shift:3', 'saliency', 'none'], spurious_levels=[0.8], deeplab_weights='',
                       segaug_global=True),
            smoke=dict(masks=['oracle', 'none'], spurious_levels=[0.8]),
+           laptop=dict(masks=['saliency', 'random_walker', 'centre', 'none'], spurious_levels=[0.0], seeds=2),
            cifar10=dict(dataset='synthetic', num_images=5000, eval_images=2000, test_images=1000, seeds=3, epochs=50,
                         depth=18, width=1.0, batch_size=512, masks=['oracle', 'erode:1', 'erode:2', 'shift:3', 'blocks:0.2',
                         'saliency', 'none'], spurious_levels=[0.0, 0.8], temperature=0.2, crop_min=0.2, linear_epochs=30),
@@ -276,6 +288,15 @@ def check_datasets(study: str, P: dict) -> None:
         raise FileNotFoundError(f"{study} needs datasets that are not under {resolve_path(P['data_root'])}:\n" + '\n'.join(missing)
                                 + "\nGet them first (see the README's Datasets section), or set data_root.")
 
+# %% ../nbs/10_study.ipynb #ca908f4f
+def check_segmenters(study: str, P: dict) -> None:
+    "Raise `FileNotFoundError` when a segmenter the study's SegAug runs use cannot get its weights (`segment.weights_problem`)."
+    from segaug_simclr.segment import weights_problem
+    names = [P['segmenter']] if 'segmenter' in P and set(P.get('methods', ['segaug'])) - {'standard'} else []
+    names += [m for m in P.get('masks', []) if ':' not in m and m != 'none']
+    problems = [p for n in dict.fromkeys(names) if (p := weights_problem(n, P.get('deeplab_weights') or None))]
+    if problems: raise FileNotFoundError(f"{study} needs segmentation weights it cannot get:\n" + '\n'.join(f'- {p}' for p in problems))
+
 # %% ../nbs/10_study.ipynb #c8577f9c
 def given_params(study: str, namespace: dict) -> dict:
     "The parameters of `study` that the notebook `namespace` was given: injected by papermill, or changed from the default."
@@ -353,7 +374,7 @@ class StudyFolder:
 def setup_study(study: str, namespace: dict) -> tuple[dict, StudyFolder]:
     "Resolved parameters of `study` from `namespace` (the notebook's globals) and its `StudyFolder`."
     P = resolve_params(study, given_params(study, namespace))
-    check_datasets(study, P)
+    check_datasets(study, P); check_segmenters(study, P)
     return P, StudyFolder(study_dir(study, P), study, P)
 
 # %% ../nbs/10_study.ipynb #7f4ecbe1
@@ -475,10 +496,22 @@ def standard_augment(P: dict) -> str:
     return 'simclr' if P['image_size'] >= 96 else 'cifar'
 
 # %% ../nbs/10_study.ipynb #cb71c22f
+def _method_changes(P: dict, method: str) -> dict:
+    "The `PretrainConfig` changes that make `method` of `METHODS` out of the study parameters `P`."
+    if method == 'standard': return dict(augment=standard_augment(P))
+    if method == 'segaug': return dict(augment='segaug')
+    if method == 'segaug_global': return dict(augment='segaug', segaug_global=True)
+    base = _method_changes(P, P.get('control_base', 'segaug'))  # the controls change only where the masks come from
+    if method == 'shuffled_masks': return base | dict(shuffle_masks=True)
+    if method == 'centre_prior': return base | dict(segmenter='centre', mask_degrade=None)
+    raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+
 def method_config(P: dict, method: str, seed: int = 0, **changes) -> PretrainConfig:
-    "The pretraining config of `method` ('standard' or 'segaug') with `seed` under the study parameters `P`."
-    if method not in ('standard', 'segaug'): raise ValueError(f"method must be 'standard' or 'segaug', got {method!r}")
-    return pretrain_config(P, augment='segaug' if method == 'segaug' else standard_augment(P), seed=seed, **changes)
+    """The pretraining config of `method` with `seed` under the study parameters `P`: 'standard', 'segaug' (the thesis'
+    policy, followed by the standard colour distortion when `P['segaug_global']`), 'segaug_global' (always followed by
+    it), and two mask controls of `P['control_base']`: 'shuffled_masks' (each image takes another image's mask) and
+    'centre_prior' (the same centred ellipse for every image)."""
+    return pretrain_config(P, **(_method_changes(P, method) | dict(seed=seed) | changes))
 
 # %% ../nbs/10_study.ipynb #7e0977d3
 def width_label(P: dict, width: float) -> str:
@@ -500,19 +533,32 @@ def mask_source(P: dict, mask: str) -> dict:
     return dict(augment='segaug', segmenter=mask, segmenter_weights=weights)
 
 # %% ../nbs/10_study.ipynb #3c88e6f3
-def segaug_data(P: dict, root, **changes):
-    "The SegAug training set of a study (masks from the study's cache under `root`), for pictures of masks and views."
-    cfg = pretrain_config(P, augment='segaug', **changes)
+def segaug_data(P: dict, root, method: str = 'segaug', **changes):
+    """The SegAug training set of `method` (a SegAug method of `METHODS`) under the study parameters `P`, masks from the
+    study's cache under `root`: for pictures of masks and views."""
+    cfg = method_config(P, method, **changes)
+    if cfg.augment != 'segaug': raise ValueError(f"{method!r} is not a SegAug method; choose one of {list(METHODS[1:])}")
     return pretrain_dataset(replace(cfg, mask_cache=str(Path(root) / 'mask_cache'), progress=False))
+
+# %% ../nbs/10_study.ipynb #728596ce
+def mask_gallery(P: dict, segmenters, n: int = 32) -> tuple[torch.Tensor, dict]:
+    "The first `n` training images of the study (float, at the study's image size) and each segmenter's masks of them."
+    from segaug_simclr.segment import get_segmenter
+    raw = pretrain_split(pretrain_config(P, augment=standard_augment(P)))
+    idx, size = range(min(n, len(raw))), (P['image_size'], P['image_size'])
+    images = torch.stack([v2.functional.resize(v2.functional.to_image(raw_image(raw, i)), list(size), antialias=True) for i in idx])
+    masks = {s: get_segmenter(s, P.get('deeplab_weights') or None).segment_items(raw, idx, size) for s in segmenters}
+    return images.float() / 255, masks
 
 # %% ../nbs/10_study.ipynb #a55749d3
 def mask_source_iou(P: dict, root, mask: str, n: int = 500, **changes) -> float | None:
-    "Mean IoU of mask source `mask` against the exact masks of the first `n` training images (None for 'none')."
+    """Mean IoU of mask source `mask` against the exact masks of the first `n` training images; None for 'none' and for a
+    dataset without exact masks (real photographs have no ground truth here)."""
     from segaug_simclr.segment import mask_iou
     if mask == 'none': return None
     ds = segaug_data(P, root, **({k: v for k, v in mask_source(P, mask).items() if k != 'augment'} | changes))
     exact = getattr(ds.ds, 'masks', None)
-    if exact is None: raise ValueError(f"{P['dataset']} has no exact masks to measure mask quality against; use the synthetic benchmark")
+    if exact is None: return None
     return sum(mask_iou(ds.masks[i], exact[i]) for i in range(min(n, len(ds)))) / min(n, len(ds))
 
 # %% ../nbs/10_study.ipynb #fbae5026
@@ -564,7 +610,7 @@ def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=
         raise ValueError(f"two output folders: --out {out} and out_dir {given}; give one")
     out = resolve_path(out or given or default_out(study))
     P = resolve_params(study, params | dict(preset=preset))  # fail fast, before a kernel starts
-    check_datasets(study, P)
+    check_datasets(study, P); check_segmenters(study, P)
     _check_run(study, kernel, timeout, out)
     stage = out / STAGING / _stage_name('-notebook'); stage.mkdir(parents=True, exist_ok=True)
     executed, failed = stage / f'{study}.ipynb', out / f'{study}.failed.ipynb'

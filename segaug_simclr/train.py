@@ -21,7 +21,7 @@ from .distributed import (barrier, convert_global_bn, init_distributed, is_main,
 from .data import (DATASETS, FileImageDataset, ImageTensorDataset, epoch_generator, epoch_order, eval_split,
                                 get_dataset, num_classes)
 from .augment import TwoViews, colour_distortion, make_augment, to_float_image
-from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, build_mask_cache, get_segmenter, parse_degrade
+from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, build_mask_cache, derangement, get_segmenter, parse_degrade
 from .segaug import FG_HI, FG_LO, BatchSegAug, SegAugDataset, segaug_dataset, thesis_policy
 from .batch_augment import BatchViews, DeviceLoader, load_size
 from .losses import nt_xent
@@ -32,11 +32,11 @@ from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, l
                                       recipe_settings, save_checkpoint)
 
 # %% auto #0
-__all__ = ['AUGMENT_DEVICES', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks', 'autocast', 'EpochSampler',
-           'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader', 'resume_differences',
-           'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteLossError', 'NonFiniteGuard',
-           'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine', 'default_hooks',
-           'train_one_epoch', 'pretrain_split', 'pretrain_dataset', 'run_folder_lock', 'pretrain']
+__all__ = ['AUGMENT_DEVICES', 'BATCHED_CPU_BELOW', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks',
+           'autocast', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader',
+           'resume_differences', 'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteLossError',
+           'NonFiniteGuard', 'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine',
+           'default_hooks', 'train_one_epoch', 'pretrain_split', 'pretrain_dataset', 'run_folder_lock', 'pretrain']
 
 # %% ../nbs/07_train.ipynb #70cb2e75
 @dataclass
@@ -77,6 +77,7 @@ class PretrainConfig:
     fg_lo: float = FG_LO           # segaug: images with a foreground share outside [fg_lo, fg_hi] take the standard pipeline
     fg_hi: float = FG_HI           # segaug: upper foreground-share threshold
     segaug_global: bool = False    # segaug: follow the region operations with the standard colour distortion
+    shuffle_masks: bool = False    # segaug control: each image takes another image's mask (a seeded derangement of the masks)
     fg_color_strength: float = 1.0 # segaug: colour-jitter strength on the foreground (thesis 5.2.1: strong, s = 1.0)
     fg_color_p: float = 0.8        # segaug: probability of the foreground colour jitter
     bg_blur_p: float = 0.85        # segaug: probability of the background blur (thesis 5.2.1)
@@ -167,6 +168,7 @@ def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
               (opt(cfg.knn_images, lambda v: v >= 1), f"--knn-images must be >= 1, got {cfg.knn_images}"),
               (cfg.nproc >= 1, f"--nproc must be >= 1, got {cfg.nproc}"),
               (cfg.mask_degrade is None or cfg.augment == 'segaug', "--mask-degrade applies to --augment segaug only"),
+              (not cfg.shuffle_masks or cfg.augment == 'segaug', "--shuffle-masks applies to --augment segaug only"),
               (cfg.augment != 'segaug' or cfg.segmenter in DEEPLAB_ARCHS + OFFLINE_SEGMENTERS,
                f"--segmenter {cfg.segmenter!r} is unknown; choose one of {DEEPLAB_ARCHS + OFFLINE_SEGMENTERS}")]
     parse_degrade(cfg.mask_degrade)  # raises with a message that names --mask-degrade
@@ -223,13 +225,16 @@ def _batch_views(ds):
     if isinstance(ds, base) and isinstance(ds.transform, TwoViews): return BatchViews(ds.transform.transform), ds, None, None
     return None
 
+BATCHED_CPU_BELOW = 96  # 'auto' on the CPU: batched views below this view size (benchmarks/datapath.py: 8-10x faster at 32 px, 0.8-0.9x at 224 px)
+
 def batched_augment(cfg: PretrainConfig, device: torch.device, ds) -> bool:
-    "Whether this run makes its views in batches on `device` (`cfg.augment_device`; 'auto': on a CUDA GPU when `ds` allows)."
+    """Whether this run makes its views in batches on `device` (`cfg.augment_device`; 'auto': on a CUDA GPU, and on
+    the CPU for views under `BATCHED_CPU_BELOW` px, where they were measured faster, when `ds` allows)."""
     if cfg.augment_device == 'cpu': return False
     if cfg.augment_device == 'cuda' and device.type != 'cuda':
         raise ValueError(f"augment_device 'cuda' needs training on a CUDA GPU (the device is {device}); use --augment-device "
                          "batch to make the views in batches on this device, or --augment-device cpu")
-    if cfg.augment_device == 'auto' and device.type != 'cuda': return False
+    if cfg.augment_device == 'auto' and device.type != 'cuda' and cfg.image_size >= BATCHED_CPU_BELOW: return False
     try: ok = _batch_views(ds) is not None
     except ValueError: ok = False  # a pipeline without a batched counterpart
     if not ok and cfg.augment_device != 'auto':
@@ -509,8 +514,9 @@ def pretrain_dataset(cfg: PretrainConfig, device='cpu'):
     if cfg.segaug_global: policy.after = colour_distortion(cfg.color_strength)
     standard = make_augment(recipe_settings(cfg.recipe)['augment'], cfg.image_size, cfg.color_strength, cfg.crop_min)
     source = f"the masks of {cfg.segmenter}" + (f" degraded by {cfg.mask_degrade}" if cfg.mask_degrade else '')
-    return segaug_dataset(raw, _mask_store(cfg, raw, device), cfg.image_size, standard, policy, cfg.fg_lo, cfg.fg_hi,
-                          cfg.crop_min, source)
+    masks = _mask_store(cfg, raw, device)
+    if cfg.shuffle_masks: masks = masks.permuted(derangement(len(masks), cfg.seed))  # the control: nobody keeps their own mask
+    return segaug_dataset(raw, masks, cfg.image_size, standard, policy, cfg.fg_lo, cfg.fg_hi, cfg.crop_min, source)
 
 # %% ../nbs/07_train.ipynb #b1d3665b
 def run_folder_lock(out):

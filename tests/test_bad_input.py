@@ -59,7 +59,7 @@ def fill(folder: Path):
 def finished(tmp_path_factory):
     "segaug_vs_standard, smoke preset, batch_size 64 given explicitly (the default; smoke's is 32), into -p out_dir."
     out = tmp_path_factory.mktemp('finished') / 'study'
-    run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, out_dir=str(out)), progress=False)
+    run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, methods=['standard', 'segaug'], seeds=1, out_dir=str(out)), progress=False)
     return out
 
 
@@ -91,7 +91,7 @@ def test_failed_rerun_leaves_the_finished_folder_as_it_was(finished, tmp_path, c
     write_imagefolder(data / 'train', classes=[f'c{i}' for i in range(10)], per_class=3, size=(32, 32))
     write_imagefolder(data / 'test', classes=[f'c{i}' for i in range(10)], per_class=1, size=(32, 32))
     rc, err = run_cli(['run', 'segaug_vs_standard', '--preset', 'smoke', '--no-progress', '-p', 'batch_size', '64',
-                       '-p', 'dataset', 'imagefolder', '-p', 'data_root', data, '-p', 'num_images', 'null',
+                       '-p', 'methods', '[standard, segaug]', '--seeds', '1', '-p', 'dataset', 'imagefolder', '-p', 'data_root', data, '-p', 'num_images', 'null',
                        '-p', 'segmenter', 'saliency', '-p', 'spurious', '0', '--out', finished], capsys)
     assert rc == 1 and 'failed in cell' in err and 'larger than the dataset' in err, err
     assert _snapshot(finished) == before  # parameters, results, figures and the executed notebook: all the first run's
@@ -106,7 +106,7 @@ def test_rerun_with_fewer_methods_removes_their_figures(finished, tmp_path):
     out = tmp_path / 'copy'
     shutil.copytree(finished, out)
     assert (out / 'figures' / 'mask_examples.png').exists()
-    run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, methods=['standard']), out=out, progress=False)
+    run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, methods=['standard'], seeds=1), out=out, progress=False)
     assert not (out / 'figures' / 'mask_examples.png').exists() and (out / 'figures' / 'accuracy_bars.png').exists()
     assert '| segaug | top1 | not run |' in (out / 'results.md').read_text()
     assert not (out / 'segaug_vs_standard.failed.ipynb').exists()
@@ -234,7 +234,7 @@ def test_damaged_record_and_foreign_checkpoint_named(finished, tmp_path):
     rec = next((out / 'records').glob('knn-*.json'))
     rec.write_text(rec.read_text()[:50])
     with pytest.raises(StudyFailed, match=f'the record {rec} is damaged .*delete it'):
-        run_study('segaug_vs_standard', 'smoke', dict(batch_size=64), out=out, progress=False)
+        run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, methods=['standard', 'segaug'], seeds=1), out=out, progress=False)
     ckpt = next(out.glob(f'pretrain/standard-*/{CHECKPOINT}'))
     ck = torch.load(ckpt, weights_only=True)
     ck['config']['depth'] = 34  # the weights are a ResNet-18's

@@ -42,14 +42,17 @@ def test_batched_path_resumes_exactly(tiny_cfg, tmp_path, augment):
         assert all(0 <= r['fallback_share'] <= 1 for r in recs)
 
 
-def test_auto_on_the_cpu_is_the_per_image_path(tiny_cfg, tmp_path):
+def test_auto_on_the_cpu_picks_the_path_measured_faster(tiny_cfg, tmp_path):
+    from segaug_simclr.train import BATCHED_CPU_BELOW, batched_augment, pretrain_dataset
     kw = dict(epochs=1, num_images=64)
     auto = pretrain(tiny_cfg(out=str(tmp_path / 'auto'), **kw))
     cpu = pretrain(tiny_cfg(out=str(tmp_path / 'cpu'), augment_device='cpu', **kw))
     batch = pretrain(tiny_cfg(out=str(tmp_path / 'batch'), augment_device='batch', **kw))
     a, c, b = (load_checkpoint(r['checkpoint'])['model'] for r in (auto, cpu, batch))
-    assert all(torch.equal(a[k], c[k]) for k in a)           # 'auto' on the CPU: today's behaviour, bit for bit
-    assert not all(torch.equal(a[k], b[k]) for k in a)       # the batched path really makes other views
+    assert all(torch.equal(a[k], b[k]) for k in a)           # 'auto' at 32 px on the CPU: the batched views, bit for bit
+    assert not all(torch.equal(a[k], c[k]) for k in a)       # the per-image path really makes other views
+    big = tiny_cfg(image_size=BATCHED_CPU_BELOW, augment='simclr', **kw)
+    assert not batched_augment(big, torch.device('cpu'), pretrain_dataset(big))  # at ImageNet scale: per image
 
 
 def test_augment_device_flag_and_errors(tiny_cfg):

@@ -1,5 +1,7 @@
 """The run notebooks (nbs/runs/): executed through papermill with the smoke preset, their outputs checked."""
 import ast, json, re, subprocess, sys
+
+import torch
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,7 @@ import yaml
 from PIL import Image
 
 from segaug_simclr.report import references
-from segaug_simclr.study import PRESETS, STUDIES, notebook_path, resolve_params, run_study
+from segaug_simclr.study import METHODS, PRESETS, STUDIES, notebook_path, resolve_params, run_study, segaug_data
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM = r'[\d.]+(?: ± [\d.]+)? \(n=\d+\)'
@@ -15,6 +17,7 @@ NUM = r'[\d.]+(?: ± [\d.]+)? \(n=\d+\)'
 EXPECTED = {
     'walkthrough': [rf'\| SimCLR \| top1 \| {NUM} \|', rf'\| random init \| top1 \| {NUM} \|'],
     'segaug_vs_standard': [rf'\| standard \| top1 \| {NUM} \| — \| 34\.6 \|', rf'\| segaug \| top1 \| {NUM} \| — \| 35\.2 \|',
+                           r'\| segaug \| standard \| top1 \| [+-][\d.]+ \|',
                            rf'\| segaug \| top5 \| {NUM} \| — \| 60\.11 \|', rf'\| random init \| top1 \| {NUM} \|'],
     'cifar10_validation': [rf'\| B32-E1 \| top1 \| {NUM} \|', r'\| thesis-b1024 \| top1 \| not run \| — \| 68\.5 \|',
                            r'\| thesis-224 \| top1 \| not run \| — \| 86\.0 \|'],
@@ -35,7 +38,8 @@ def test_every_study_has_a_notebook_and_expectations():
 @pytest.mark.parametrize('study', sorted(STUDIES))
 def test_every_preset_resolves(study):
     "Each preset sets only parameters the study declares, with values of the right type and in the allowed sets."
-    for preset in PRESETS:
+    assert {'smoke', 'demo', 'cifar10', 'paper'} <= set(STUDIES[study].presets) <= set(PRESETS)
+    for preset in STUDIES[study].presets:
         P = resolve_params(study, dict(preset=preset))
         assert P['preset'] == preset and set(P) == set(STUDIES[study].params)
 
@@ -91,7 +95,7 @@ def test_study_smoke_run_writes_figures_records_and_results(study, smoke_runs):
 def test_second_run_into_the_same_folder_reuses_everything(smoke_runs):
     out = smoke_runs('segaug_vs_standard')
     before = {p: p.stat().st_mtime_ns for p in list(out.glob('pretrain/*/checkpoint.pt')) + list(out.glob('records/*.json'))}
-    assert len([p for p in before if p.name == 'checkpoint.pt']) == 2  # standard and segaug, one seed
+    assert len([p for p in before if p.name == 'checkpoint.pt']) == 2 * len(METHODS)  # five methods, two seeds
     run_study('segaug_vs_standard', 'smoke', out=out, progress=False)
     after = {p: p.stat().st_mtime_ns for p in list(out.glob('pretrain/*/checkpoint.pt')) + list(out.glob('records/*.json'))}
     assert after == before, 'a finished pretraining run or evaluation was computed again'
@@ -101,7 +105,7 @@ def test_second_run_into_the_same_folder_reuses_everything(smoke_runs):
 def test_unknown_parameter_and_invalid_value_fail_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['epoch'\]; its parameters are"):
         run_study('walkthrough', 'smoke', dict(epoch=3), out=tmp_path / 'a')
-    with pytest.raises(ValueError, match=r"invalid value\(s\) \['segaugg'\]; allowed: \['standard', 'segaug'\]"):
+    with pytest.raises(ValueError, match=r"invalid value\(s\) \['segaugg'\]; allowed: \['standard', 'segaug', 'segaug_global'"):
         run_study('segaug_vs_standard', 'smoke', dict(methods=['standard', 'segaugg']), out=tmp_path / 'b')
     with pytest.raises(ValueError, match="unknown preset 'fast'"):
         run_study('walkthrough', 'fast', out=tmp_path / 'c')
@@ -153,3 +157,28 @@ def test_the_study_and_the_cli_make_the_same_record(smoke_runs, tmp_path):
         mine = json.loads(next(folder.glob('*.json')).read_text())
         assert (mine['metrics'], mine['n_train'], mine['n_test'], mine['recipe']) == (rec['metrics'], rec['n_train'], rec['n_test'], rec['recipe'])
         assert [h['train_top1'] for h in mine['history']] == [h['train_top1'] for h in rec['history']]
+
+
+@pytest.mark.slow
+def test_mask_controls_change_only_where_the_masks_come_from(smoke_runs):
+    "The smoke study runs every method: the shuffled masks are other images' masks, the centre prior one mask for all."
+    from segaug_simclr.segment import derangement
+    out = smoke_runs('segaug_vs_standard')
+    P = yaml.safe_load((out / 'params.yaml').read_text())
+    P.pop('study')
+    real, shuf, centre = (segaug_data(P, out, m, seed=1) for m in ('segaug_global', 'shuffled_masks', 'centre_prior'))
+    perm = derangement(len(real), seed=1)
+    for i in range(len(real)):
+        assert perm[i] != i and torch.equal(shuf.masks[i], real.masks[int(perm[i])])
+    assert all(torch.equal(centre.masks[i], centre.masks[0]) for i in range(len(centre)))
+    results = (out / 'results.md').read_text()
+    assert re.search(r'\| segaug_global \| shuffled_masks \| top1 \| [+-][\d.]+ \| \[[+-][\d.]+, [+-][\d.]+\] \| 2 \| [+-][\d.]+, [+-][\d.]+ \|', results), results
+
+
+def test_paired_interval_pairs_the_seeds():
+    "Seed 0 is hard for both methods, seed 1 easy: paired, the difference is a steady +1; unpaired it would vanish in the spread."
+    from segaug_simclr.report import paired_differences
+    rows = [dict(setting='standard', seed=0, top1=10.0), dict(setting='standard', seed=1, top1=50.0),
+            dict(setting='segaug', seed=1, top1=51.0), dict(setting='segaug', seed=0, top1=11.0)]
+    (d,) = paired_differences(rows, 'standard')
+    assert d['values'] == [1.0, 1.0] and d['lo'] == d['hi'] == 1.0 and d['n'] == 2
