@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2b362dba
 from __future__ import annotations
-import contextlib, errno, fcntl, json, os, platform, random, shutil, socket, subprocess, sys, tempfile, time, warnings
+import contextlib, contextvars, errno, fcntl, json, os, platform, random, shutil, socket, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +14,7 @@ import torch
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'rng_state', 'set_rng_state', 'DiskFullError', 'disk_full', 'disk_full_error',
            'atomic_write', 'atomic_save', 'atomic_write_text', 'append_jsonl', 'read_jsonl', 'writable_folder',
-           'FolderLockedError', 'folder_lock', 'environment']
+           'FolderLockedError', 'folder_lock', 'in_notebook', 'showing_progress', 'environment']
 
 # %% ../nbs/00_core.ipynb #51d460ae
 def get_device(name: str = 'auto') -> torch.device:
@@ -204,6 +204,21 @@ def folder_lock(path, wait: bool = False, what: str = 'the folder', hint: str = 
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+# %% ../nbs/00_core.ipynb #25939567
+def in_notebook() -> bool:
+    "Whether this code runs in a Jupyter kernel (JupyterLab, papermill), where tqdm draws widgets and stderr shows as red boxes."
+    return 'ipykernel' in sys.modules and getattr(sys.modules.get('IPython'), 'get_ipython', lambda: None)() is not None
+
+# %% ../nbs/00_core.ipynb #baa9d5c0
+class showing_progress:
+    "Inside `with showing_progress():` the library's inner loops show progress bars; `showing_progress.on()` says whether to."
+    _on = contextvars.ContextVar('showing_progress', default=False)
+    def __init__(self, on: bool = True): self.value = on
+    def __enter__(self): self._token = self._on.set(self.value); return self
+    def __exit__(self, *exc): self._on.reset(self._token)
+    @classmethod
+    def on(cls) -> bool: return cls._on.get()
 
 # %% ../nbs/00_core.ipynb #b115632d
 def _cpu_model() -> str:

@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
+from tqdm.auto import tqdm
 
 from . import __version__
 from .augment import center_crop_eval, crop_flip, resize_eval, to_float_image, transfer_transform
-from .core import atomic_save, atomic_write_text, get_device
+from .core import atomic_save, atomic_write_text, get_device, showing_progress
 from .checkpoint import CHECKPOINT, CONFIG, load_checkpoint, recipe_record
 from .data import epoch_order, label_fraction, num_classes, per_class_split
 from .models import resnet, simclr_model
@@ -244,7 +245,7 @@ def train_linear(batches, in_dim: int, n_classes: int, epochs: int, steps_per_ep
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, epochs * steps_per_epoch, 0))
     clf.history = []
-    for epoch in range(epochs):
+    for epoch in tqdm(range(epochs), desc='linear classifier', unit='epoch', leave=False, disable=not showing_progress.on()):
         tot, hits, n = torch.zeros(()), torch.zeros(()), 0
         for h, y in batches(epoch):
             y = y.to(device)
@@ -380,7 +381,7 @@ def _fit_epoch(net, loader, opt, sched, device) -> dict:
 def _finetune_history(net, labelled, opt, sched, epochs, batch_size, seed, device, workers, val_ds=None, ev=None) -> list[dict]:
     "Train `net` on `labelled` for `epochs`: each epoch's loss, train top-1 and (given `val_ds`) validation top-1."
     history = []
-    for epoch in range(epochs):
+    for epoch in tqdm(range(epochs), desc='fine-tuning', unit='epoch', leave=False, disable=not showing_progress.on()):
         net.train()
         loader = DataLoader(labelled, batch_size=batch_size, sampler=epoch_order(len(labelled), seed, epoch).tolist(),
                             num_workers=workers)
@@ -455,7 +456,7 @@ def score(logits: torch.Tensor, y: torch.Tensor, metric: str) -> float:
 def select_l2(Xtr, ytr, Xval, yval, n_classes: int, grid=L2_GRID, metric: str = 'top1', max_iter: int = 500):
     "The grid value of l2 with the best validation `metric`, and every value's score (fitted strongest first, warm-started)."
     scores, init = {}, None
-    for l2 in sorted(grid, reverse=True):
+    for l2 in tqdm(sorted(grid, reverse=True), desc='l2 grid', leave=False, disable=not showing_progress.on()):
         init = fit_logreg(Xtr, ytr, n_classes, l2, max_iter, init)
         scores[l2] = score(predict_logreg(Xval, init), yval, metric)
     best = max(scores.values())

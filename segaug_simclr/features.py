@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .core import showing_progress
 
 # %% auto #0
 __all__ = ['extract_features', 'knn_predict', 'knn_accuracy']
@@ -21,7 +24,8 @@ def extract_features(encoder: nn.Module, ds, batch_size: int = 256, device='cpu'
     encoder.eval()
     feats, labels = [], []
     try:
-        for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers):
+        batches = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+        for x, y in tqdm(batches, desc='features', leave=False, disable=not showing_progress.on()):
             x = x.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             feats.append(encoder(x).float().cpu()); labels.append(torch.as_tensor(y))
     finally:

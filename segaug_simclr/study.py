@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
-from .core import atomic_write_text, disk_full, disk_full_error, environment, get_device, writable_folder
+from .core import (atomic_write_text, disk_full, disk_full_error, environment, get_device, in_notebook, showing_progress,
+                   writable_folder)
 from .data import DATASETS, dataset_fingerprint, eval_split, get_dataset, raw_image
 from .checkpoint import CHECKPOINT, load_checkpoint, recipe_names
 from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, record_json, run_protocol
@@ -378,7 +379,7 @@ def setup_study(study: str, namespace: dict) -> tuple[dict, StudyFolder]:
     return P, StudyFolder(study_dir(study, P), study, P)
 
 # %% ../nbs/10_study.ipynb #7f4ecbe1
-RUN_ONLY = ('out', 'resume', 'stop_after', 'progress', 'workers', 'log_every', 'nproc', 'mask_cache', 'rebuild_masks')
+RUN_ONLY = ('out', 'resume', 'stop_after', 'progress', 'log_every', 'nproc', 'mask_cache', 'rebuild_masks')  # not workers: see train.RESUME_MAY_CHANGE
 
 def pretrain_config(P: dict, **changes) -> PretrainConfig:
     "The `PretrainConfig` of a study's pretraining run: the shared settings of `P`, then `changes`."
@@ -418,8 +419,10 @@ def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
     if cfg.augment == 'segaug' and cfg.mask_cache == PretrainConfig.mask_cache:
         cfg.mask_cache = str(Path(root) / 'mask_cache')
     t0 = time.perf_counter()
-    if pretrain(cfg)['epochs_done'] == cfg.epochs:
-        print(f"pretrained {label}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s -> {folder}")
+    res = pretrain(replace(cfg, progress=in_notebook()))  # a notebook shows bars (batches, epochs); a script stays quiet
+    losses = [r['loss'] for r in res['history']]
+    if res['epochs_done'] == cfg.epochs and losses:
+        print(f"pretrained {label}: {len(losses)} epochs in {time.perf_counter() - t0:.0f} s, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     return folder
 
 # %% ../nbs/10_study.ipynb #54d9f811
@@ -485,8 +488,11 @@ def evaluated(root, run, protocol: str, P: dict, dataset: str | None = None, **o
                linear_protocol=P['linear_protocol'], **options)
     def compute():
         train, test = eval_data(P, dataset)
-        rec = run_protocol(protocol, load_encoder(spec), train, test, dataset=dataset, image_size=size, device=P['device'],
-                           linear_protocol=P['linear_protocol'], linear_epochs=P['linear_epochs'], **options)
+        with showing_progress(in_notebook()):
+            rec = run_protocol(protocol, load_encoder(spec), train, test, dataset=dataset, image_size=size, device=P['device'],
+                               linear_protocol=P['linear_protocol'], linear_epochs=P['linear_epochs'], **options)
+        print(f"{rec['protocol']} of {key['encoder'].split('/checkpoint')[0].split('/')[-1]}: "
+              + ', '.join(f'{k} {100 * v:.1f}%' for k, v in rec['metrics'].items()) + f" ({rec.get('time_s', 0):.0f} s)")
         return rec | dict(encoder=spec) | encoder_recipe(spec)
     return cached_record(root, key, compute)
 
@@ -588,6 +594,12 @@ def _check_run(study: str, kernel: str, timeout, out: Path) -> None:
     if timeout is not None and timeout < 1: raise ValueError(f"--timeout is seconds per cell and must be at least 1, got {timeout}")
     writable_folder(out, '--out')
 
+def _ipc_kernel_manager():
+    "A kernel manager that talks to its kernel over local IPC sockets, not TCP ports (which ipykernel warns about)."
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+    return type('IPCKernelManager', (AsyncKernelManager,), dict(transport=CaselessStrEnum(['tcp', 'ipc'], default_value='ipc', config=True)))
+
 def _failure(study: str, e: BaseException, kept: Path | None) -> str:
     "One line (and where the partly executed notebook is) for a study notebook that stopped with `e`."
     import papermill as pm
@@ -616,7 +628,8 @@ def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=
     executed, failed = stage / f'{study}.ipynb', out / f'{study}.failed.ipynb'
     try:
         pm.execute_notebook(str(notebook_path(study)), str(executed), parameters=params | dict(preset=preset, out_dir=str(out)),
-                            kernel_name=kernel, progress_bar=progress, execution_timeout=timeout, cwd=str(project_root()))
+                            kernel_name=kernel, progress_bar=progress, execution_timeout=timeout, cwd=str(project_root()),
+                            kernel_manager_class=_ipc_kernel_manager())
     except BaseException as e:
         if executed.exists(): os.replace(executed, failed)
         shutil.rmtree(stage, ignore_errors=True)

@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core import (append_jsonl, atomic_write_text, folder_lock, get_device, read_jsonl, seed_everything,
-                                set_rng_state, writable_folder)
+from .core import (append_jsonl, atomic_write_text, folder_lock, get_device, in_notebook, read_jsonl,
+                                seed_everything, set_rng_state, writable_folder)
 from .distributed import (barrier, convert_global_bn, init_distributed, is_main, rank, torchrun_env,
                                        world_size)
 from .data import (DATASETS, FileImageDataset, ImageTensorDataset, epoch_generator, epoch_order, eval_split,
@@ -88,7 +88,7 @@ class PretrainConfig:
     channels_last: bool = False    # channels-last memory format (faster convolutions on most hardware)
     compile: bool = False          # torch.compile the model
     workers: int = 0               # DataLoader worker processes
-    augment_device: str = 'auto'   # views: 'cpu' (per image, DataLoader workers), 'cuda' (batched on the GPU), 'batch' (batched on the training device, CPU too), 'auto' (batched when training on CUDA)
+    augment_device: str = 'auto'   # views: 'cpu' (per image, DataLoader workers), 'cuda' (batched on the GPU), 'batch' (batched on the training device, CPU too), 'auto' (batched on CUDA, and on the CPU below 96 px)
     global_bn: bool = True         # several processes: BatchNorm statistics over the global batch (the paper's global BN)
     nproc: int = 1                 # CLI: launch this many processes on this machine with torchrun
     out: str = 'outputs/pretrain/run'# run folder: checkpoint.pt, metrics.jsonl, config.json
@@ -252,8 +252,9 @@ def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: t
                         workers=cfg.workers, side=load_size(cfg.image_size))
 
 # %% ../nbs/07_train.ipynb #e767f26d
-# Settings that do not change what a run computes: a resume may change them. Every other field must match.
-RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'workers', 'progress', 'log_every', 'device', 'nproc',
+# Settings that do not change what a run computes: a resume may change them. Every other field must match. Not `workers`:
+# on the per-image path each DataLoader worker has its own augmentation stream, so their number changes the views.
+RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'progress', 'log_every', 'device', 'nproc',
                      'data_root', 'download', 'mask_cache', 'rebuild_masks', 'knn_every', 'knn_k', 'knn_temperature',
                      'knn_images')
 
@@ -402,13 +403,22 @@ class MetricsLog(Hook):
 
 # %% ../nbs/07_train.ipynb #de9ef17d
 class ProgressLine(Hook):
-    "One line per epoch on stderr: loss, probe accuracy, kNN accuracy and SegAug fallback share when measured, speed."
-    def __init__(self, epochs: int): self.epochs = epochs
+    """One line per epoch on stderr: loss, probe accuracy, kNN accuracy and SegAug fallback share when measured, speed.
+    In a notebook (`core.in_notebook`), one bar over the epochs with the same figures instead of the lines."""
+    def __init__(self, epochs: int, notebook: bool | None = None):
+        self.epochs, self.bar = epochs, None
+        self.notebook = in_notebook() if notebook is None else notebook
     def after_epoch(self, state, record):
-        print(f"epoch {record['epoch'] + 1}/{self.epochs}  loss {record['loss']:.4f}  probe {record['probe_acc']:.3f}"
-              + (f"  knn {record['knn_acc']:.3f}" if 'knn_acc' in record else '')
-              + (f"  fallback {record['fallback_share']:.1%}" if 'fallback_share' in record else '')
-              + f"  {record['images_per_s']:.0f} img/s", file=sys.stderr)
+        figures = dict(loss=f"{record['loss']:.4f}", probe=f"{record['probe_acc']:.3f}") | (
+            dict(knn=f"{record['knn_acc']:.3f}") if 'knn_acc' in record else {}) | (
+            dict(fallback=f"{record['fallback_share']:.1%}") if 'fallback_share' in record else {})
+        if not self.notebook:
+            print(f"epoch {record['epoch'] + 1}/{self.epochs}  " + '  '.join(f'{k} {v}' for k, v in figures.items())
+                  + f"  {record['images_per_s']:.0f} img/s", file=sys.stderr)
+            return
+        if self.bar is None: self.bar = tqdm(total=self.epochs, initial=record['epoch'], desc='epochs', unit='epoch')
+        self.bar.set_postfix(figures | {'img/s': f"{record['images_per_s']:.0f}"}, refresh=False); self.bar.update(1)
+        if record['epoch'] + 1 >= self.epochs: self.bar.close()
 
 # %% ../nbs/07_train.ipynb #8c73de61
 def default_hooks(cfg: PretrainConfig, out, ds, loader, knn_data=None, n_classes: int = 0, device='cpu') -> list[Hook]:
