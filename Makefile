@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 NB     ?=
 
-.PHONY: help install demo test check export lesson lint bench
+.PHONY: help install demo test test-cluster check export lesson lint bench
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -26,8 +26,13 @@ $(VENV)/.installed: setup.py settings.ini
 demo: install  ## run the demo study on the CPU into outputs/demo/<date-time>
 	$(BIN)/segaug-simclr demo --out outputs/demo/$(RUN_ID)
 
-test: install  ## the whole test suite, as CI runs it (about five minutes on two cores)
+test: install  ## the whole test suite but the SLURM tests (CI runs it, then test-cluster; about five minutes on two cores)
 	bash tools/test.sh
+
+# The executors against a real one-node SLURM that the tests start and stop themselves (root; Debian's slurm-wlm and
+# munge). Interrupted after five minutes (SIGINT, so that the cluster is still stopped).
+test-cluster: install  ## the SLURM tests on a throwaway one-node cluster (root, slurm-wlm + munge; under 5 minutes)
+	timeout --signal=INT --kill-after=60 300 $(BIN)/python -m pytest -q -m cluster --durations=10 tests/test_cluster.py
 
 check: install  ## the edit loop's quick pass: sync, clean, lint and the fast tests (under two minutes)
 	bash tools/test.sh quick

@@ -1,4 +1,5 @@
 import os
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -21,3 +22,16 @@ def tiny_cfg(tmp_path):
         base.update(kw)
         return PretrainConfig(**base)
     return make
+
+
+@pytest.fixture(scope='session')
+def slurm_cluster():
+    """A throwaway one-node SLURM for the session (tests/cluster.py), found by every command through SLURM_CONF. Skipped
+    where it cannot run (not root, SLURM not installed); under CI=true that is a failure instead."""
+    from cluster import one_node_cluster, unavailable
+    why = unavailable()
+    if why:
+        if os.environ.get('CI', '').lower() in ('true', '1'): pytest.fail(f'CI is set and {why}', pytrace=False)
+        pytest.skip(why)
+    with one_node_cluster() as cluster, patch.dict(os.environ, SLURM_CONF=str(cluster.conf)):
+        yield cluster

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite. `tools/test.sh` (make test, what CI runs): notebooks and package in sync, notebooks clean, lint,
-# every notebook's tests, the whole pytest suite. `tools/test.sh quick` (make check): sync, clean, lint and the fast
-# tests (pytest -m "not slow"), for the edit loop.
+# every notebook's tests, the whole pytest suite except the SLURM tests (marked `cluster`: `make test-cluster`).
+# `tools/test.sh quick` (make check): sync, clean, lint and the fast tests (pytest -m "not slow"), for the edit loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -32,8 +32,8 @@ echo "ok: package in sync with notebooks, notebooks clean"
 echo "ok: lint"
 
 if [ "$MODE" = quick ]; then
-  "$BIN/python" -m pytest -q -n 2 -m "not slow" tests
+  "$BIN/python" -m pytest -q -n 2 -m "not slow and not cluster" tests
   exit 0
 fi
 "$BIN/nbdev_test" --n_workers 2
-"$BIN/python" -m pytest -q -n 2 --durations=15 tests
+"$BIN/python" -m pytest -q -n 2 -m "not cluster" --durations=15 tests   # the SLURM tests: make test-cluster
