@@ -25,11 +25,11 @@ from segaug_simclr.segaug import BatchSegAug, SegAugDataset, SegAugViews
 from segaug_simclr.batch_augment import BatchViews
 from segaug_simclr.core import get_device
 from segaug_simclr.data import synthetic_shapes
+from segaug_simclr.gpu_check import TimedLoader, peak_bf16_tflops, train_flops_per_image
 from segaug_simclr.models import simclr_model
 from segaug_simclr.optim import make_optimizer, warmup_cosine_scheduler
 from segaug_simclr.train import PretrainConfig, TrainState, device_loader, pretrain_loader, train_one_epoch
 
-PEAK_BF16_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0, 'L40S': 362.0}  # dense bf16 tensor-core peaks
 CIFAR10_IMAGES = 50_000
 
 
@@ -100,31 +100,6 @@ def throughput(args, devices):
     return out
 
 
-class TimedLoader:
-    "Wraps a loader: the time spent getting each batch (after synchronising the device) is added to `wait_s`."
-    def __init__(self, loader, device): self.loader, self.device, self.wait_s = loader, device, 0.0
-    def __len__(self): return len(self.loader)
-    def __iter__(self):
-        it = iter(self.loader)
-        while True:
-            sync(self.device); t0 = time.perf_counter()
-            try: batch = next(it)
-            except StopIteration: return
-            sync(self.device); self.wait_s += time.perf_counter() - t0
-            yield batch
-
-
-def train_flops_per_image(width):
-    "FLOPs of one training image (two 32 px views, forward and backward) of ResNet-18 with the CIFAR stem."
-    from torch.utils.flop_counter import FlopCounterMode
-    model = simclr_model(18, width, True)
-    x = torch.rand(4, 3, 32, 32)
-    with FlopCounterMode(display=False) as fc:
-        h, z = model(x)
-        z.float().pow(2).sum().backward()
-    return fc.get_total_flops() / 2  # 4 views = 2 images
-
-
 def end_to_end(args, device):
     cfg = PretrainConfig(depth=18, width=args.width, cifar_stem=True, batch_size=args.e2e_batch, amp='bf16',
                          channels_last=True, progress=False, log_every=0, epochs=1, seed=0, workers=args.workers)
@@ -133,8 +108,8 @@ def end_to_end(args, device):
     std = cifar_augment(32)
     standard = synthetic_shapes(n, size=32, seed=0); standard.transform = TwoViews(std)
     segaug = SegAugDataset(raw, raw.masks, SegAugViews(32, standard=std))
-    flops = train_flops_per_image(args.width)
-    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if device.type == 'cuda' and k in torch.cuda.get_device_name(device)), None)
+    flops = train_flops_per_image(18, args.width, True, 32)  # the library's counters: segaug-simclr gpu-check uses the same
+    peak = peak_bf16_tflops(torch.cuda.get_device_name(device)) if device.type == 'cuda' else None
     rows = []
     for kind, ds in (('standard', standard), ('segaug', segaug)):
         for path in ('per_image', 'batched'):

@@ -10,6 +10,7 @@ from pathlib import Path
 from .core import DiskFullError, writable_folder
 from .data import eval_split, get_dataset
 from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, run_protocol, save_record
+from .gpu_check import gpu_check_command
 from .study import (COMMAND_ENV, PRESETS, STUDIES, StudyFailed, default_out, parse_value, resolve_params,
                                  run_study)
 
@@ -41,6 +42,29 @@ def _share(text: str) -> float:
     if not 0 < v <= 1: raise argparse.ArgumentTypeError(f"is a share of the labels in (0, 1], got {v}")
     return v
 
+# %% ../nbs/11_cli.ipynb #df1ed7bb
+def _add_eval(sub) -> None:
+    "The `eval` subcommand and its flags."
+    e = sub.add_parser('eval', help='evaluation protocols on an encoder checkpoint')
+    e.add_argument('encoder', help="checkpoint.pt, 'random:depth=..,width=..', 'torchvision:<weights.pth>', 'simclr-v1:<converted.pth>'")
+    e.add_argument('--dataset', required=True); e.add_argument('--data-root', default='data')
+    e.add_argument('--protocol', nargs='+', default=['linear', 'knn'], choices=[*PROTOCOLS, 'all'])
+    e.add_argument('--image-size', type=_at_least(8), default=32); e.add_argument('--device', default='auto')
+    e.add_argument('--num-images', type=_at_least(2), default=None, help='labelled training images (default: all)')
+    e.add_argument('--test-images', type=_at_least(1), default=None, help='test images (default: all)')
+    e.add_argument('--linear-epochs', type=_at_least(1), default=90)
+    e.add_argument('--fraction', type=_share, default=0.01, help='fine-tuning: the share of the labels (default 0.01)')
+    e.add_argument('--out', default='outputs/eval', help='folder for the JSON records')
+
+def _add_gpu_check(sub) -> None:
+    "The `gpu-check` subcommand and its flags (`segaug_simclr.gpu_check`)."
+    g = sub.add_parser('gpu-check', help='on a GPU: check the CUDA paths, measure speed and memory, estimate study hours')
+    g.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cuda', 'cuda:1'; the CPU needs --quick")
+    g.add_argument('--cifar', metavar='DIR', help='CIFAR-10 as an image folder (DIR/train/<class>/, DIR/test/<class>/); '
+                   'default: as many synthetic 32 px images')
+    g.add_argument('--out', default='outputs/benchmarks', help='folder for gpu_check_<device name>.json')
+    g.add_argument('--quick', action='store_true', help='every step at toy size, seconds (what the tests run on the CPU)')
+
 # %% ../nbs/11_cli.ipynb #f53239a2
 def build_parser() -> argparse.ArgumentParser:
     "The `segaug-simclr` argument parser (pretrain's flags are passed through to its own parser)."
@@ -60,16 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser('demo', help='the demo study (standard against SegAug on the synthetic benchmark, CPU, minutes)')
     d.add_argument('--out', help='output folder (default outputs/demo/<date-time>)'); d.add_argument('--no-progress', action='store_true')
     sub.add_parser('pretrain', help='SimCLR / SegAug pretraining (segaug-simclr pretrain --help)', add_help=False)
-    e = sub.add_parser('eval', help='evaluation protocols on an encoder checkpoint')
-    e.add_argument('encoder', help="checkpoint.pt, 'random:depth=..,width=..', 'torchvision:<weights.pth>', 'simclr-v1:<converted.pth>'")
-    e.add_argument('--dataset', required=True); e.add_argument('--data-root', default='data')
-    e.add_argument('--protocol', nargs='+', default=['linear', 'knn'], choices=[*PROTOCOLS, 'all'])
-    e.add_argument('--image-size', type=_at_least(8), default=32); e.add_argument('--device', default='auto')
-    e.add_argument('--num-images', type=_at_least(2), default=None, help='labelled training images (default: all)')
-    e.add_argument('--test-images', type=_at_least(1), default=None, help='test images (default: all)')
-    e.add_argument('--linear-epochs', type=_at_least(1), default=90)
-    e.add_argument('--fraction', type=_share, default=0.01, help='fine-tuning: the share of the labels (default 0.01)')
-    e.add_argument('--out', default='outputs/eval', help='folder for the JSON records')
+    _add_eval(sub)
+    _add_gpu_check(sub)
     return p
 
 # %% ../nbs/11_cli.ipynb #126dfc0e
@@ -121,6 +137,7 @@ def main(argv=None) -> int:
     if args.command == 'list': list_studies(); return 0
     if args.command == 'run': return run_command(args)
     if args.command == 'eval': return eval_command(args)
+    if args.command == 'gpu-check': return gpu_check_command(args)
     if args.command == 'demo':
         args.out = args.out or str(default_out('demo'))
         args.study, args.preset, args.param, args.seeds, args.kernel, args.timeout = 'segaug_vs_standard', 'demo', None, None, 'python3', None
