@@ -15,7 +15,7 @@ from .core import atomic_save, rng_state
 
 # %% auto #0
 __all__ = ['RECIPES', 'RECIPE_FIELDS', 'CHECKPOINT', 'METRICS', 'CONFIG', 'recipe_names', 'recipe_settings', 'default_recipe',
-           'recipe_record', 'save_checkpoint', 'load_checkpoint']
+           'recipe_record', 'save_checkpoint', 'load_checkpoint', 'finished']
 
 # %% ../nbs/06c_checkpoint.ipynb #8d230325
 RECIPES = {
@@ -90,3 +90,9 @@ def load_checkpoint(path, map_location='cpu') -> dict:
         raise ValueError(f"{path} is not a segaug_simclr pretraining checkpoint (it holds {got}); expected {want}. "
                          "A torchvision state dict loads with load_encoder('torchvision:<path>')")
     return ck
+
+# %% ../nbs/06c_checkpoint.ipynb #2f8d6119
+def finished(folder, epochs: int) -> bool:
+    "Whether the run in `folder` has trained all `epochs`: its checkpoint says so (the one record of progress)."
+    ck = Path(folder) / CHECKPOINT
+    return ck.exists() and load_checkpoint(ck)['epoch'] >= epochs

@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 from .core import (atomic_write_text, disk_full, disk_full_error, environment, get_device, in_notebook, showing_progress,
                    writable_folder)
 from .data import DATASETS, dataset_fingerprint, eval_split, get_dataset, raw_image
-from .checkpoint import CHECKPOINT, load_checkpoint, recipe_names
+from .checkpoint import CHECKPOINT, finished, recipe_names
 from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, record_json, run_protocol
 from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, parse_degrade
 from .train import AUGMENT_DEVICES, PretrainConfig, pretrain, pretrain_dataset, pretrain_split
@@ -24,7 +24,7 @@ from .train import AUGMENT_DEVICES, PretrainConfig, pretrain, pretrain_dataset, 
 __all__ = ['PRESETS', 'COMMON', 'SMOKE', 'LAPTOP', 'CIFAR10', 'PAPER', 'IMAGENET', 'METHODS', 'STUDIES', 'STAGING', 'COMMAND_ENV',
            'RUN_ONLY', 'LOCATION', 'Study', 'parse_value', 'check_values', 'resolve_params', 'project_root',
            'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets', 'check_segmenters', 'given_params',
-           'remove_stale_stages', 'StudyFolder', 'setup_study', 'pretrain_config', 'data_key', 'config_key', 'finished',
+           'remove_stale_stages', 'StudyFolder', 'setup_study', 'pretrain_config', 'data_key', 'config_key',
            'pretrained', 'encoder_spec', 'random_spec', 'cached_record', 'eval_data', 'eval_data_key', 'evaluated',
            'standard_augment', 'method_config', 'width_label', 'encoder_millions', 'mask_source', 'segaug_data',
            'mask_gallery', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
@@ -403,12 +403,6 @@ def config_key(cfg: PretrainConfig) -> str:
     "A short hash of what changes the result of `cfg`: its settings (not where it runs or where the data lies) and its data."
     d = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY + LOCATION} | dict(data=data_key(cfg))
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-# %% ../nbs/10_study.ipynb #12467826
-def finished(folder, epochs: int) -> bool:
-    "Whether the run in `folder` has trained all `epochs`: its checkpoint says so (the one record of progress)."
-    ck = Path(folder) / CHECKPOINT
-    return ck.exists() and load_checkpoint(ck)['epoch'] >= epochs
 
 # %% ../nbs/10_study.ipynb #e5ab0105
 def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
