@@ -15,7 +15,7 @@ from .core import atomic_write, read_jsonl
 # %% auto #0
 __all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'loss_curve', 'plot_loss_curves',
            'save_figure', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap', 'plot_fallback_share',
-           'mask_cases', 'plot_mask_examples', 'plot_similarity', 'plot_accuracy_against']
+           'mask_cases', 'plot_mask_examples', 'plot_accuracy_against']
 
 # %% ../nbs/09_report.ipynb #3f208c92
 def _ref(study, setting, metric, value, who, source, note=''):
@@ -218,21 +218,6 @@ def plot_mask_examples(segaug_ds, indices: dict):
         plot_segaug(raw_image(segaug_ds.ds, i), segaug_ds.masks[i], segaug_ds.views, axs=row, title=name.replace('_', ' '))
     fig.tight_layout()
     return fig
-
-# %% ../nbs/09_report.ipynb #d3d12e3b
-def plot_similarity(z: torch.Tensor, ax=None, title: str = 'cosine similarity of the 2N projections'):
-    "Image of the cosine similarities of projections `z` (2N, D) = [view 1; view 2], diagonal masked, positives outlined."
-    import matplotlib.pyplot as plt
-    zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
-    sim = zn @ zn.T
-    sim.fill_diagonal_(float('nan'))
-    n = len(z) // 2
-    ax = ax or plt.subplots(figsize=(3.5, 3.5))[1]
-    im = ax.imshow(sim.numpy(), cmap='magma', vmin=-1, vmax=1)
-    idx = torch.arange(2 * n)
-    ax.scatter(idx.numpy(), ((idx + n) % (2 * n)).numpy(), s=12, facecolors='none', edgecolors='cyan', lw=0.8, label='positives')
-    ax.set_title(title, fontsize=9); ax.legend(fontsize=7, loc='lower left'); plt.colorbar(im, ax=ax, fraction=0.046)
-    return ax
 
 # %% ../nbs/09_report.ipynb #dbfaa60d
 def plot_accuracy_against(rows: list[dict], x: str, metric: str = 'top1', hue: str | None = None, ax=None,
