@@ -8,6 +8,7 @@ cfg = cfg['DEFAULT']
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+tensorboard_requirements = cfg.get('tensorboard_requirements', '').split()
 licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
 lic = licenses[cfg['license']]
 
@@ -26,7 +27,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['segaug_simclr', 'segaug_simclr.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'tensorboard': tensorboard_requirements},
     python_requires='>=' + cfg['min_python'],
     entry_points={
         'console_scripts': cfg.get('console_scripts', '').split(),

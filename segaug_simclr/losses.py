@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .distributed import gather_with_grad, rank, world_size
 
 # %% auto #0
-__all__ = ['nt_xent']
+__all__ = ['nt_xent', 'positive_share', 'plot_similarity', 'plot_softmax_row']
 
 # %% ../nbs/05_losses.ipynb #01f6de7f
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -32,3 +32,50 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
         rows = torch.arange(2 * n, device=z1.device)
         logits = logits.index_put((rows, self_cols), torch.tensor(float('-inf'), device=z1.device))
         return F.cross_entropy(logits, pos_cols)
+
+# %% ../nbs/05_losses.ipynb #b5f7ae8d
+def positive_share(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    "Each of the 2N anchors' softmax probability of its positive among the other 2N-1 views (one process): NT-Xent = mean(-log share)."
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n2 = len(z)
+    logits = (z @ z.T / temperature).fill_diagonal_(float('-inf'))
+    pos = (torch.arange(n2) + n2 // 2) % n2
+    return logits.softmax(1)[torch.arange(n2), pos]
+
+# %% ../nbs/05_losses.ipynb #c7294d5a
+def plot_similarity(z: torch.Tensor, ax=None, title: str = 'cosine similarity of the 2N projections'):
+    "Image of the cosine similarities of projections `z` (2N, D) = [view 1; view 2], diagonal masked, positives outlined."
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.ticker import MaxNLocator
+    zn = F.normalize(z.detach().float().cpu(), dim=1)
+    sim = zn @ zn.T
+    sim.fill_diagonal_(float('nan'))
+    n = len(z) // 2
+    ax = ax or plt.subplots(figsize=(3.5, 3.8))[1]
+    im = ax.imshow(sim.numpy(), cmap='magma', vmin=-1, vmax=1)
+    for a in range(2 * n): ax.add_patch(Rectangle(((a + n) % (2 * n) - 0.5, a - 0.5), 1, 1, fill=False, ec='cyan', lw=1.2))
+    ax.set(xlabel='view k', ylabel='anchor i'); ax.set_title(title, fontsize=9)
+    for axis in (ax.xaxis, ax.yaxis): axis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(handles=[Patch(fill=False, ec='cyan', label='positive pair'), Patch(fc='white', ec='0.5', label='masked diagonal')],
+              fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    return ax
+
+# %% ../nbs/05_losses.ipynb #1eb08f46
+def plot_softmax_row(z: torch.Tensor, i: int = 0, temperature: float = 0.1, ax=None):
+    "Bars of anchor `i`'s softmax over the 2N views of `z` = [view 1; view 2] at `temperature`, its positive highlighted."
+    import matplotlib.pyplot as plt
+    z = z.detach().float().cpu()
+    n = len(z) // 2
+    p = positive_share(z[:n], z[n:], temperature)
+    zn = F.normalize(z, dim=1)
+    row = (zn[i] @ zn.T / temperature); row[i] = float('-inf')
+    probs, pos = row.softmax(0), (i + n) % (2 * n)
+    ax = ax or plt.subplots(figsize=(4, 2.5))[1]
+    ax.bar(range(2 * n), probs.numpy(), color=['tab:orange' if k == pos else 'tab:gray' for k in range(2 * n)])
+    ax.plot([i], [0], 'kx', label='itself (masked)')
+    ax.set(xlabel='view k', ylabel=f'softmax of row {i}', ylim=(0, 1))
+    ax.set_title(f'tau {temperature:g}: positive share {p[i]:.2f}, loss term -log p = {-p[i].log():.2f}', fontsize=8)
+    ax.legend(fontsize=7)
+    return ax

@@ -16,7 +16,7 @@ from .core import atomic_write, read_jsonl
 __all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'paired_differences', 'paired_table',
            'loss_curve', 'plot_loss_curves', 'save_figure', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap',
            'plot_fallback_share', 'mask_cases', 'plot_mask_examples', 'plot_method_views', 'plot_segmenter_masks',
-           'plot_similarity', 'plot_accuracy_against']
+           'plot_accuracy_against']
 
 # %% ../nbs/09_report.ipynb #3f208c92
 def _ref(study, setting, metric, value, who, source, note=''):
@@ -281,21 +281,6 @@ def plot_segmenter_masks(images: torch.Tensor, masks: dict, cols: int = 8):
         for r, name in enumerate(['image'] + names): axs[b * (1 + len(names)) + r, 0].set_title(name, fontsize=7, loc='left')
     fig.tight_layout(pad=0.2)
     return fig
-
-# %% ../nbs/09_report.ipynb #d3d12e3b
-def plot_similarity(z: torch.Tensor, ax=None, title: str = 'cosine similarity of the 2N projections'):
-    "Image of the cosine similarities of projections `z` (2N, D) = [view 1; view 2], diagonal masked, positives outlined."
-    import matplotlib.pyplot as plt
-    zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
-    sim = zn @ zn.T
-    sim.fill_diagonal_(float('nan'))
-    n = len(z) // 2
-    ax = ax or plt.subplots(figsize=(3.5, 3.5))[1]
-    im = ax.imshow(sim.numpy(), cmap='magma', vmin=-1, vmax=1)
-    idx = torch.arange(2 * n)
-    ax.scatter(idx.numpy(), ((idx + n) % (2 * n)).numpy(), s=12, facecolors='none', edgecolors='cyan', lw=0.8, label='positives')
-    ax.set_title(title, fontsize=9); ax.legend(fontsize=7, loc='lower left'); plt.colorbar(im, ax=ax, fraction=0.046)
-    return ax
 
 # %% ../nbs/09_report.ipynb #dbfaa60d
 def plot_accuracy_against(rows: list[dict], x: str, metric: str = 'top1', hue: str | None = None, ax=None,

@@ -379,7 +379,7 @@ def setup_study(study: str, namespace: dict) -> tuple[dict, StudyFolder]:
     return P, StudyFolder(study_dir(study, P), study, P)
 
 # %% ../nbs/10_study.ipynb #7f4ecbe1
-RUN_ONLY = ('out', 'resume', 'stop_after', 'progress', 'log_every', 'nproc', 'mask_cache', 'rebuild_masks')  # not workers: see train.RESUME_MAY_CHANGE
+RUN_ONLY = ('out', 'resume', 'stop_after', 'progress', 'log_every', 'nproc', 'mask_cache', 'rebuild_masks', 'tensorboard')  # not workers: see train.RESUME_MAY_CHANGE
 
 def pretrain_config(P: dict, **changes) -> PretrainConfig:
     "The `PretrainConfig` of a study's pretraining run: the shared settings of `P`, then `changes`."

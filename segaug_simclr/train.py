@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #98d33750
 from __future__ import annotations
-import contextlib, json, math, sys, time
+import contextlib, importlib.util, json, math, sys, time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -32,11 +32,12 @@ from .checkpoint import (CHECKPOINT, CONFIG, METRICS, RECIPES, default_recipe, l
                                       recipe_settings, save_checkpoint)
 
 # %% auto #0
-__all__ = ['AUGMENT_DEVICES', 'BATCHED_CPU_BELOW', 'RESUME_MAY_CHANGE', 'PretrainConfig', 'resolve_recipe', 'flag_checks',
-           'autocast', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment', 'device_loader',
-           'resume_differences', 'check_resumable', 'repair_history', 'TrainState', 'Hook', 'NonFiniteLossError',
-           'NonFiniteGuard', 'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog', 'ProgressLine',
-           'default_hooks', 'train_one_epoch', 'pretrain_split', 'pretrain_dataset', 'run_folder_lock', 'pretrain']
+__all__ = ['AUGMENT_DEVICES', 'BATCHED_CPU_BELOW', 'RESUME_MAY_CHANGE', 'EPOCH_SCALARS', 'PretrainConfig', 'resolve_recipe',
+           'flag_checks', 'autocast', 'EpochSampler', 'augmentation_seed', 'pretrain_loader', 'batched_augment',
+           'device_loader', 'resume_differences', 'check_resumable', 'repair_history', 'TrainState', 'Hook',
+           'NonFiniteLossError', 'NonFiniteGuard', 'FallbackShare', 'KnnMonitor', 'Checkpointing', 'MetricsLog',
+           'ProgressLine', 'TensorBoardLog', 'default_hooks', 'train_one_epoch', 'pretrain_split', 'pretrain_dataset',
+           'run_folder_lock', 'pretrain']
 
 # %% ../nbs/07_train.ipynb #70cb2e75
 @dataclass
@@ -99,6 +100,7 @@ class PretrainConfig:
     knn_temperature: float = 0.1   # temperature of the kNN vote weights
     knn_images: int | None = 2000  # bank and query images for the kNN monitor (None: whole splits)
     log_every: int = 10            # write a step record to metrics.jsonl every N batches (0: never)
+    tensorboard: str | None = None # also write TensorBoard events into this folder: loss, lr, monitors, views (pip install tensorboard)
     progress: bool = True          # progress bar and per-epoch lines on stderr
 
     def validate(self) -> 'PretrainConfig':
@@ -142,6 +144,13 @@ def _device_check(name: str) -> tuple[bool, str]:
     dev = _device_problem(name)
     return dev is None, dev or ''
 
+# %% ../nbs/07_train.ipynb #366b3ace
+def _tensorboard_check(folder: str | None) -> tuple[bool, str]:
+    "The (ok, message) check of `--tensorboard folder`: the tensorboard package must be installed to write there."
+    ok = folder is None or importlib.util.find_spec('tensorboard') is not None
+    return ok, '' if ok else ("--tensorboard needs the tensorboard package, which is not installed: pip install tensorboard "
+                              "(or pip install -e '.[tensorboard]'), or leave out --tensorboard")
+
 # %% ../nbs/07_train.ipynb #7b8ebb1c
 def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
     "(ok, message) for each setting of `cfg` that can be checked before any work starts."
@@ -167,12 +176,12 @@ def flag_checks(cfg: PretrainConfig) -> list[tuple[bool, str]]:
               (cfg.knn_k >= 1 and cfg.knn_temperature > 0, "--knn-k must be >= 1 and --knn-temperature > 0"),
               (opt(cfg.knn_images, lambda v: v >= 1), f"--knn-images must be >= 1, got {cfg.knn_images}"),
               (cfg.nproc >= 1, f"--nproc must be >= 1, got {cfg.nproc}"),
-              (cfg.mask_degrade is None or cfg.augment == 'segaug', "--mask-degrade applies to --augment segaug only"),
-              (not cfg.shuffle_masks or cfg.augment == 'segaug', "--shuffle-masks applies to --augment segaug only"),
+              (cfg.augment == 'segaug' or (cfg.mask_degrade is None and not cfg.shuffle_masks),
+               "--mask-degrade and --shuffle-masks apply to --augment segaug only"),
               (cfg.augment != 'segaug' or cfg.segmenter in DEEPLAB_ARCHS + OFFLINE_SEGMENTERS,
                f"--segmenter {cfg.segmenter!r} is unknown; choose one of {DEEPLAB_ARCHS + OFFLINE_SEGMENTERS}")]
     parse_degrade(cfg.mask_degrade)  # raises with a message that names --mask-degrade
-    return checks + [_device_check(cfg.device)]
+    return checks + [_device_check(cfg.device), _tensorboard_check(cfg.tensorboard)]
 
 # %% ../nbs/07_train.ipynb #33dda9d0
 def autocast(device: torch.device, amp: str):
@@ -256,7 +265,7 @@ def device_loader(ds, cfg: PretrainConfig, generator: torch.Generator, device: t
 # on the per-image path each DataLoader worker has its own augmentation stream, so their number changes the views.
 RESUME_MAY_CHANGE = ('resume', 'out', 'stop_after', 'progress', 'log_every', 'device', 'nproc',
                      'data_root', 'download', 'mask_cache', 'rebuild_masks', 'knn_every', 'knn_k', 'knn_temperature',
-                     'knn_images')
+                     'knn_images', 'tensorboard')
 
 def _flag(name: str) -> str: return '--' + name.replace('_', '-')
 
@@ -346,7 +355,7 @@ class Hook:
     def after_loss(self, state: TrainState, batch: dict):
         "This batch's loss is known (`batch['loss']`, the same on every process); nothing has stepped yet."
     def after_batch(self, state: TrainState, batch: dict):
-        "The optimisers have stepped: `batch` holds epoch, batch (1-based), step, loss, lr and images_per_s."
+        "The optimisers have stepped: `batch` holds epoch, batch (1-based), step, loss, lr, images_per_s; on an epoch's first batch also its `views` (v1, v2)."
     def epoch_stats(self, state: TrainState, stats: dict):
         "The epoch is trained (`state.epoch` counts it): add measurements to `stats`, which the epoch record holds."
     def after_epoch(self, state: TrainState, record: dict):
@@ -398,7 +407,8 @@ class MetricsLog(Hook):
     "Append a step record every `log_every` batches (0: never) and every epoch record to the JSON-lines file `path`."
     def __init__(self, path, log_every: int = 10): self.path, self.log_every = Path(path), log_every
     def after_batch(self, state, batch):
-        if self.log_every and batch['batch'] % self.log_every == 0: append_jsonl(self.path, dict(kind='step', **batch))
+        if self.log_every and batch['batch'] % self.log_every == 0:  # the first batch's views are for other hooks
+            append_jsonl(self.path, dict(kind='step', **{k: v for k, v in batch.items() if k != 'views'}))
     def after_epoch(self, state, record): append_jsonl(self.path, record)
 
 # %% ../nbs/07_train.ipynb #de9ef17d
@@ -420,16 +430,50 @@ class ProgressLine(Hook):
         self.bar.set_postfix(figures | {'img/s': f"{record['images_per_s']:.0f}"}, refresh=False); self.bar.update(1)
         if record['epoch'] + 1 >= self.epochs: self.bar.close()
 
+# %% ../nbs/07_train.ipynb #3f69c9ff
+def _view_grid(v1: torch.Tensor, v2: torch.Tensor, n: int) -> torch.Tensor:
+    "The first `n` images of views `v1` and `v2` (floats in [0, 1]) as one (3, H, W) grid on the CPU: view 1 above view 2."
+    from torchvision.utils import make_grid
+    k = min(n, len(v1))
+    return make_grid(torch.cat([v1[:k], v2[:k]]).detach().float().cpu().clamp(0, 1), nrow=k, padding=1)
+
+EPOCH_SCALARS = ('loss', 'probe_acc', 'knn_acc', 'fallback_share')  # what TensorBoardLog logs of an epoch record, when present
+
+# %% ../nbs/07_train.ipynb #e58f96d8
+class TensorBoardLog(Hook):
+    """TensorBoard events in `log_dir`: loss and lr every `log_every` batches, an epoch record's `EPOCH_SCALARS`, and a
+    grid of the first `n_images` of each epoch's first views, all at their optimiser step. Closes after epoch `epochs`."""
+    def __init__(self, log_dir, log_every: int = 10, n_images: int = 8, epochs: int | None = None):
+        self.log_dir, self.log_every, self.n_images, self.epochs, self.writer = str(log_dir), log_every, n_images, epochs, None
+
+    def after_loss(self, state, batch):
+        if self.writer is None:  # opened before the first step, when a resume has restored `state.step`
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(self.log_dir, purge_step=state.step + 1 if state.step else None)
+
+    def after_batch(self, state, batch):
+        if self.log_every and batch['batch'] % self.log_every == 0:
+            self.writer.add_scalar('train/loss', batch['loss'], batch['step'])
+            self.writer.add_scalar('train/lr', batch['lr'], batch['step'])
+        if 'views' in batch: self.writer.add_image('views', _view_grid(*batch['views'], self.n_images), batch['step'])
+
+    def after_epoch(self, state, record):
+        for k in EPOCH_SCALARS:
+            if k in record: self.writer.add_scalar(f'epoch/{k}', record[k], record['step'])
+        self.writer.flush()
+        if self.epochs is not None and state.epoch >= self.epochs: self.writer.close(); self.writer = None
+
 # %% ../nbs/07_train.ipynb #8c73de61
 def default_hooks(cfg: PretrainConfig, out, ds, loader, knn_data=None, n_classes: int = 0, device='cpu') -> list[Hook]:
     """The hooks of every run, in order: the non-finite guard, SegAug's fallback share, and on the main process the kNN
-    monitor (`cfg.knn_every`), the checkpoint, metrics.jsonl and the progress line (`cfg.progress`)."""
+    monitor (`cfg.knn_every`), the checkpoint, metrics.jsonl, TensorBoard (`cfg.tensorboard`) and the progress line (`cfg.progress`)."""
     main, out = is_main(), Path(out)
     hooks = [NonFiniteGuard()]
     if hasattr(ds, 'fallback'): hooks.append(FallbackShare(ds.fallback, loader))
     if main and cfg.knn_every:
         hooks.append(KnnMonitor(*knn_data, n_classes, cfg.knn_every, cfg.knn_k, cfg.knn_temperature, device))
     if main: hooks += [Checkpointing(out / CHECKPOINT), MetricsLog(out / METRICS, cfg.log_every)]
+    if main and cfg.tensorboard: hooks.append(TensorBoardLog(cfg.tensorboard, cfg.log_every, epochs=cfg.epochs))
     if main and cfg.progress: hooks.append(ProgressLine(cfg.epochs))
     return hooks
 
@@ -486,6 +530,7 @@ def train_one_epoch(state: TrainState, loader, cfg: PretrainConfig, device: torc
         tot_loss += batch['loss']; n_seen += v1.shape[0] * W
         tot_correct += (logits.argmax(1) == y).sum().item()
         batch.update(step=state.step, lr=state.opt.param_groups[0]['lr'], images_per_s=n_seen / (time.perf_counter() - t0))
+        if i == 0: batch['views'] = (v1, v2)  # the epoch's first views, for hooks that show them (TensorBoardLog)
         bar.set_postfix(loss=f"{batch['loss']:.3f}", lr=f"{batch['lr']:.3g}", img_s=f"{batch['images_per_s']:.0f}")
         for hook in hooks: hook.after_batch(state, batch)
     elapsed = time.perf_counter() - t0
