@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 NB     ?=
 
-.PHONY: help install demo test test-cluster check export lesson lint bench
+.PHONY: help install demo test test-cluster check export lesson lint hooks bench
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -44,6 +44,10 @@ lesson: install  ## execute one library notebook in place, outputs kept: make le
 	@test -n "$(NB)" || { echo "usage: make lesson NB=nbs/<notebook>.ipynb" >&2; exit 2; }
 	$(BIN)/nbdev_export
 	$(BIN)/python tools/run_nbs.py $(NB)
+
+hooks: install  ## clean notebooks when JupyterLab saves them and when git commits them (nbdev's hooks + tools/pre-commit)
+	$(BIN)/nbdev_install_hooks
+	install -m 755 tools/pre-commit .git/hooks/pre-commit
 
 lint: install  ## ruff (pyflakes rules) over the package, tests, benchmarks and tools
 	$(BIN)/ruff check segaug_simclr tests benchmarks tools

@@ -11,8 +11,8 @@ from .core import DiskFullError, writable_folder
 from .data import eval_split, get_dataset
 from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, run_protocol, save_record
 from .gpu_check import gpu_check_command
-from .study import (COMMAND_ENV, PRESETS, STUDIES, StudyFailed, default_out, parse_value, resolve_params,
-                                 run_study)
+from .study import (COMMAND_ENV, PRESETS, STUDIES, StudyDetached, StudyFailed, default_out, parse_value,
+                                 resolve_params, run_study)
 
 # %% auto #0
 __all__ = ['list_studies', 'build_parser', 'run_command', 'eval_command', 'main']
@@ -65,6 +65,26 @@ def _add_gpu_check(sub) -> None:
     g.add_argument('--out', default='outputs/benchmarks', help='folder for gpu_check_<device name>.json')
     g.add_argument('--quick', action='store_true', help='every step at toy size, seconds (what the tests run on the CPU)')
 
+def _add_executor(r) -> None:
+    "The executor flags of `run`: where the study's pretrainings and evaluations run (`09b_execute`)."
+    r.add_argument('--executor', choices=['inline', 'local', 'slurm'], help='inline (default): in the notebook; local: processes here; slurm: jobs')
+    r.add_argument('--jobs', type=_at_least(1), help='local/slurm: jobs at a time'); r.add_argument('--time', help="slurm: a job's time limit, minutes or HH:MM:SS")
+    for flag in ('--partition', '--account', '--qos', '--mem'): r.add_argument(flag, help=f'slurm: {flag[2:]}')
+    for flag in ('--gpus-per-job', '--cpus-per-job', '--nodes'): r.add_argument(flag, type=_at_least(0 if 'gpus' in flag else 1), help=f'slurm: {flag[2:]}')
+    r.add_argument('--slurm', action='append', metavar='KEY=VALUE', help='slurm: any other sbatch option (repeatable)')
+    r.add_argument('--detach', action='store_true', help='slurm: submit and return; run the same command again to collect')
+
+def _executor_params(args) -> dict:
+    "The study parameters `executor` and `executor_options` that the executor flags give (none when none is given)."
+    names = ('jobs', 'time', 'partition', 'account', 'qos', 'mem', 'gpus_per_job', 'cpus_per_job', 'nodes')
+    options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    bad = [kv for kv in args.slurm or [] if '=' not in kv]
+    if bad: raise ValueError(f"--slurm takes KEY=VALUE (an sbatch option), got {bad[0]!r}")
+    if args.slurm: options['slurm'] = dict(kv.split('=', 1) for kv in args.slurm)
+    if args.detach: options['detach'] = True
+    if args.executor is None and not options: return {}
+    return dict(executor=args.executor or 'inline', executor_options=options)
+
 # %% ../nbs/11_cli.ipynb #f53239a2
 def build_parser() -> argparse.ArgumentParser:
     "The `segaug-simclr` argument parser (pretrain's flags are passed through to its own parser)."
@@ -84,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser('demo', help='the demo study (standard against SegAug on the synthetic benchmark, CPU, minutes)')
     d.add_argument('--out', help='output folder (default outputs/demo/<date-time>)'); d.add_argument('--no-progress', action='store_true')
     sub.add_parser('pretrain', help='SimCLR / SegAug pretraining (segaug-simclr pretrain --help)', add_help=False)
+    _add_executor(r)
     _add_eval(sub)
     _add_gpu_check(sub)
     return p
@@ -91,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 # %% ../nbs/11_cli.ipynb #126dfc0e
 def run_command(args) -> int:
     "`segaug-simclr run`: execute one study or all of them."
-    try: params = {k: parse_value(v) for k, v in (args.param or [])}
+    try: params = {k: parse_value(v) for k, v in (args.param or [])} | _executor_params(args)
     except ValueError as e: print(f"error: {e}", file=sys.stderr); return 2
     if args.seeds is not None: params['seeds'] = args.seeds
     names = [s for s in STUDIES if args.preset in STUDIES[s].presets] if args.study == 'all' else [args.study]
@@ -102,6 +123,7 @@ def run_command(args) -> int:
         out = Path(args.out) / name if (args.out and len(names) > 1) else args.out
         try:
             done = run_study(name, args.preset, params, out, kernel=args.kernel, timeout=args.timeout, progress=not args.no_progress)
+        except StudyDetached as e: print(f"{name}: {e}"); continue
         except (StudyFailed, DiskFullError) as e: print(f"error: {e}", file=sys.stderr); return 1
         except (ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
         print(f"{name}: done, results in {done}")

@@ -177,11 +177,13 @@ def _children_ignore_warning() -> None:
 # %% ../nbs/09b_execute.ipynb #1012e4cf
 class PretrainRun(submitit.helpers.Checkpointable):
     """The pretraining `cfg` as a job: runs it, or continues it from the checkpoint in `cfg.out`; requeued by submitit at
-    SLURM's warning before the time limit or at preemption, it continues from its last finished epoch."""
-    def __init__(self, cfg: PretrainConfig): self.cfg = cfg
+    SLURM's warning before the time limit or at preemption, it continues from its last finished epoch. `threads`: the
+    torch thread count to compute with (a study passes its own, so that a job computes what the study would have)."""
+    def __init__(self, cfg: PretrainConfig, threads: int | None = None): self.cfg, self.threads = cfg, threads
 
     def __call__(self) -> dict:
         task = export_task_env()
+        if self.threads: torch.set_num_threads(self.threads)
         _children_ignore_warning()
         cfg = replace(self.cfg, resume=(Path(self.cfg.out) / CHECKPOINT).exists())
         res = pretrain(cfg)
@@ -189,14 +191,14 @@ class PretrainRun(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         "What the requeued job runs: this run again, which resumes from the checkpoint of its last finished epoch."
-        return DelayedSubmission(PretrainRun(self.cfg))
+        return DelayedSubmission(PretrainRun(self.cfg, self.threads))
 
     def __repr__(self) -> str: return f"PretrainRun(out={self.cfg.out!r}, epochs={self.cfg.epochs})"
 
 # %% ../nbs/09b_execute.ipynb #d82017ce
-def pretrain_job(cfg: PretrainConfig, name: str | None = None, after=()) -> Job:
+def pretrain_job(cfg: PretrainConfig, name: str | None = None, after=(), threads: int | None = None) -> Job:
     "The `Job` (kind 'pretrain') that runs or continues `cfg` into `cfg.out`; done when its checkpoint has every epoch."
-    return Job(name or Path(cfg.out).name, PretrainRun(cfg), kind='pretrain', after=after,
+    return Job(name or Path(cfg.out).name, PretrainRun(cfg, threads), kind='pretrain', after=after,
                check=partial(finished, cfg.out, cfg.epochs))
 
 # %% ../nbs/09b_execute.ipynb #88f07df2

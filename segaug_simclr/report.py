@@ -16,7 +16,7 @@ from .core import atomic_write, read_jsonl
 __all__ = ['REFERENCES', 'references', 'record_row', 'summarise', 'results_table', 'paired_differences', 'paired_table',
            'loss_curve', 'plot_loss_curves', 'save_figure', 'plot_accuracy_bars', 'plot_linear_history', 'plot_heatmap',
            'plot_fallback_share', 'mask_cases', 'plot_mask_examples', 'plot_method_views', 'plot_segmenter_masks',
-           'plot_accuracy_against']
+           'plot_neighbours', 'plot_accuracy_against']
 
 # %% ../nbs/09_report.ipynb #3f208c92
 def _ref(study, setting, metric, value, who, source, note=''):
@@ -280,6 +280,28 @@ def plot_segmenter_masks(images: torch.Tensor, masks: dict, cols: int = 8):
     for b in range(blocks):
         for r, name in enumerate(['image'] + names): axs[b * (1 + len(names)) + r, 0].set_title(name, fontsize=7, loc='left')
     fig.tight_layout(pad=0.2)
+    return fig
+
+# %% ../nbs/09_report.ipynb #30b5ce45
+def plot_neighbours(encoders: dict, bank_ds, query_ds, query: int = 0, k: int = 7, device='cpu'):
+    "For each encoder of `encoders` (label -> module), the test image `query` of `query_ds` and its `k` nearest images of `bank_ds`."
+    import matplotlib.pyplot as plt
+    from segaug_simclr.augment import to_float_image
+    from segaug_simclr.evaluate import with_transform
+    from segaug_simclr.features import extract_features
+    bank, q = with_transform(bank_ds, to_float_image()), with_transform(query_ds, to_float_image())
+    x, y = q[query]
+    fig, axs = plt.subplots(len(encoders), k + 1, figsize=(1.1 * (k + 1), 1.3 * len(encoders)), squeeze=False)
+    for row, (label, enc) in zip(axs, encoders.items()):
+        hb, yb = extract_features(enc, bank, device=device)
+        hq, _ = extract_features(enc, torch.utils.data.TensorDataset(x[None], torch.tensor([y])), device=device)
+        near = (torch.nn.functional.normalize(hq, dim=1) @ torch.nn.functional.normalize(hb, dim=1).T)[0].topk(k).indices
+        row[0].imshow(x.permute(1, 2, 0)); row[0].set_title(f'{label}\nquery: {query_ds.classes[y]}', fontsize=7)
+        for a, j in zip(row[1:], near.tolist()):
+            a.imshow(bank[j][0].permute(1, 2, 0))
+            a.set_title(bank_ds.classes[int(yb[j])], fontsize=7, color='green' if int(yb[j]) == y else 'red')
+    for a in axs.flat: a.axis('off')
+    fig.tight_layout(pad=0.3)
     return fig
 
 # %% ../nbs/09_report.ipynb #dbfaa60d

@@ -5,6 +5,8 @@
 # %% ../nbs/10_study.ipynb #5c065557
 from __future__ import annotations
 import ast, hashlib, json, math, os, re, shutil, socket, time
+from collections.abc import Mapping
+from functools import partial
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,15 +21,17 @@ from .checkpoint import CHECKPOINT, finished, recipe_names
 from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, record_json, run_protocol
 from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, parse_degrade
 from .train import AUGMENT_DEVICES, PretrainConfig, pretrain, pretrain_dataset, pretrain_split
+from .execute import Job, check_options, pretrain_job, run_jobs, slurm_problem
 
 # %% auto #0
 __all__ = ['PRESETS', 'COMMON', 'SMOKE', 'LAPTOP', 'CIFAR10', 'PAPER', 'IMAGENET', 'METHODS', 'STUDIES', 'STAGING', 'COMMAND_ENV',
            'RUN_ONLY', 'LOCATION', 'Study', 'parse_value', 'check_values', 'resolve_params', 'project_root',
            'resolve_path', 'study_dir', 'needed_datasets', 'check_datasets', 'check_segmenters', 'given_params',
            'remove_stale_stages', 'StudyFolder', 'setup_study', 'pretrain_config', 'data_key', 'config_key',
-           'pretrained', 'encoder_spec', 'random_spec', 'cached_record', 'eval_data', 'eval_data_key', 'evaluated',
-           'standard_augment', 'method_config', 'width_label', 'encoder_millions', 'mask_source', 'segaug_data',
-           'mask_gallery', 'mask_source_iou', 'notebook_path', 'default_out', 'StudyFailed', 'run_study']
+           'pretrained', 'encoder_spec', 'random_spec', 'record_path', 'cached_record', 'eval_data', 'eval_data_key',
+           'evaluated', 'PendingRecord', 'StudyDetached', 'standard_augment', 'method_config', 'width_label',
+           'encoder_millions', 'mask_source', 'segaug_data', 'mask_gallery', 'mask_source_iou', 'notebook_path',
+           'default_out', 'StudyFailed', 'run_study']
 
 # %% ../nbs/10_study.ipynb #7801b90e
 PRESETS = ('smoke', 'demo', 'laptop', 'cifar10', 'paper')
@@ -46,12 +50,12 @@ class Study:
 COMMON = dict(preset='demo', dataset='synthetic', data_root='data', num_images=4000, spurious=0.0, eval_images=2000,
               test_images=1000, depth=18, width=0.25, cifar_stem=True, image_size=32, epochs=8, batch_size=128, lr=1.0,
               temperature=0.2, crop_min=0.2, recipe='auto', seeds=2, linear_epochs=30, linear_protocol='cached', device='auto',
-              amp='bf16', channels_last=True, workers=0, out_dir='')
+              amp='bf16', channels_last=True, workers=0, out_dir='', executor='inline', executor_options={})
 
 SMOKE = dict(num_images=128, eval_images=100, test_images=100, width=0.125, epochs=1, batch_size=32, seeds=1,
              linear_epochs=2, amp='none', channels_last=False)
-LAPTOP = dict(dataset='cifar10', num_images=8000, eval_images=10000, test_images=None, epochs=18, batch_size=256,
-              crop_min=0.2, seeds=3, linear_epochs=30)  # real photographs on two CPU cores: see the README for how they were chosen
+LAPTOP = dict(dataset='cifar10', num_images=8000, eval_images=10000, test_images=None, epochs=8, batch_size=256,
+              crop_min=0.2, seeds=3, linear_epochs=30)  # real photographs on two CPU cores, tuned on a validation split (README)
 CIFAR10 = dict(dataset='cifar10', num_images=None, eval_images=None, test_images=None, width=1.0, epochs=100, batch_size=512,
                temperature=0.5, crop_min=0.08, seeds=1, linear_epochs=90, workers=8)
 PAPER = dict(dataset='cifar10', num_images=None, eval_images=None, test_images=None, depth=50, width=1.0, epochs=100,
@@ -249,6 +253,7 @@ def resolve_params(study: str, given: dict | None = None) -> dict:
         bad = [v for v in (P[k] if isinstance(P[k], list) else [P[k]]) if v not in ok]
         if bad: raise ValueError(f"{study}: {k}={P[k]!r} has invalid value(s) {bad}; allowed: {list(ok)}")
     check_values(study, P)
+    check_options(P['executor'], {k: v for k, v in P['executor_options'].items() if k != 'detach'})
     return P
 
 # %% ../nbs/10_study.ipynb #3ded40b2
@@ -342,6 +347,8 @@ class StudyFolder:
 
     def __init__(self, root, study: str, params: dict):
         self.root, self.study, self.params = Path(root), study, params
+        self.executor, self.options = params.get('executor', 'inline'), dict(params.get('executor_options') or {})
+        self.jobs: dict = {}  # the plan: jobs declared by `pretrained` and `evaluated` and not run yet (not inline)
         self.started, self._t0 = datetime.now(timezone.utc), time.perf_counter()
         remove_stale_stages(self.root)
         self.stage = self.root / STAGING / _stage_name()
@@ -351,6 +358,22 @@ class StudyFolder:
     def __fspath__(self) -> str: return str(self.root)
     def __str__(self) -> str: return str(self.root)
     def __repr__(self) -> str: return f"StudyFolder('{self.root}')"
+
+    @property
+    def planning(self) -> bool: return self.executor != 'inline'
+
+    def execute(self) -> dict:
+        """Run the jobs declared since the last call and not done, as `executor` jobs (logs in `jobs/`); inline there is
+        nothing left to run (each run and evaluation was computed when declared). With the option `detach`, submit and
+        stop the notebook with `StudyDetached` (the same command again, without --detach, waits and renders)."""
+        if not self.planning or not self.jobs: return {}
+        jobs, self.jobs = list(self.jobs.values()), {}
+        options = {k: v for k, v in self.options.items() if k != 'detach'}
+        res = run_jobs(jobs, executor=self.executor, folder=self.root / 'jobs', detach=bool(self.options.get('detach')), **options)
+        if self.options.get('detach'):
+            raise StudyDetached(f"submitted {len(res)} job(s) to SLURM ({', '.join(map(str, res.values()))}); when they are done, "
+                                "run the same command again without --detach to collect them and render the study")
+        return res
 
     def publish(self, *sections: str) -> Path:
         "Write the Markdown `sections` as results.md, with params.yaml and run.json, and put the set in place; returns results.md."
@@ -412,6 +435,9 @@ def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
     cfg = replace(cfg, out=str(folder), resume=(folder / CHECKPOINT).exists())
     if cfg.augment == 'segaug' and cfg.mask_cache == PretrainConfig.mask_cache:
         cfg.mask_cache = str(Path(root) / 'mask_cache')
+    if getattr(root, 'planning', False):  # a plan: declared now, run by `root.execute()`
+        root.jobs.setdefault(folder.name, pretrain_job(replace(cfg, progress=False), folder.name, threads=torch.get_num_threads()))
+        return folder
     t0 = time.perf_counter()
     res = pretrain(replace(cfg, progress=in_notebook()))  # a notebook shows bars (batches, epochs); a script stays quiet
     losses = [r['loss'] for r in res['history']]
@@ -422,6 +448,7 @@ def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
 # %% ../nbs/10_study.ipynb #54d9f811
 def encoder_spec(run) -> str:
     "What `load_encoder` takes for `run`: a run folder's checkpoint, or `run` itself (e.g. 'random:depth=18,...')."
+    if isinstance(run, Path) and run.suffix != '.pt': return str(run / CHECKPOINT)  # a run folder, finished or (in a plan) not yet
     p = Path(str(run))
     return str(p / CHECKPOINT) if p.is_dir() else str(run)
 
@@ -431,10 +458,14 @@ def random_spec(P: dict, width: float | None = None, seed: int = 0) -> str:
     return f"random:depth={P['depth']},width={float(width if width is not None else P['width'])},cifar_stem={int(P['cifar_stem'])},seed={seed}"
 
 # %% ../nbs/10_study.ipynb #9d0dc305
+def record_path(root, key: dict) -> Path:
+    "Where the record of the evaluation `key` lives under the study folder `root`: named by its protocol and a hash of the key."
+    return Path(root) / 'records' / f"{key.get('protocol', 'eval')}-{hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]}.json"
+
+# %% ../nbs/10_study.ipynb #82b6334e
 def cached_record(root, key: dict, compute) -> dict:
     "The record for `key` from `root/records/`, computed by `compute()` and saved (atomically) the first time."
-    name = f"{key.get('protocol', 'eval')}-{hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]}.json"
-    path = Path(root) / 'records' / name
+    path = record_path(root, key)
     if path.exists():
         try: return json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -488,7 +519,49 @@ def evaluated(root, run, protocol: str, P: dict, dataset: str | None = None, **o
         print(f"{rec['protocol']} of {key['encoder'].split('/checkpoint')[0].split('/')[-1]}: "
               + ', '.join(f'{k} {100 * v:.1f}%' for k, v in rec['metrics'].items()) + f" ({rec.get('time_s', 0):.0f} s)")
         return rec | dict(encoder=spec) | encoder_recipe(spec)
+    if getattr(root, 'planning', False) and not record_path(root, key).exists():
+        return _plan_evaluation(root, key, spec, (spec, protocol, P, dataset, dict(options, image_size=size)))
     return cached_record(root, key, compute)
+
+# %% ../nbs/10_study.ipynb #58662b53
+class PendingRecord(Mapping):
+    "The record an evaluation of a plan will write to `path`: read when first used, after `StudyFolder.execute()` ran it."
+    def __init__(self, path, name: str): self.path, self.name, self._rec = Path(path), name, None
+    def _load(self) -> dict:
+        if self._rec is None:
+            if not self.path.exists():
+                raise RuntimeError(f"the evaluation {self.path.name} (job {self.name}) has not run: call out.execute() after "
+                                   "declaring the study's runs and evaluations, before reading their records")
+            self._rec = json.loads(self.path.read_text())
+        return self._rec
+    def __getitem__(self, k): return self._load()[k]
+    def __iter__(self): return iter(self._load())
+    def __len__(self): return len(self._load())
+    def __repr__(self) -> str: return f"PendingRecord({self.path.name}: {'ready' if self.path.exists() else 'not run yet'})"
+
+# %% ../nbs/10_study.ipynb #ed6e3474
+def _evaluate_all(root: str, calls: list, threads: int) -> list:
+    "A job's work: each `evaluated` call of `calls` (run, protocol, P, dataset, options), computed and saved under `root`."
+    torch.set_num_threads(threads)
+    return [evaluated(Path(root), run, protocol, P, dataset, **options)['metrics'] for run, protocol, P, dataset, options in calls]
+
+def _all_exist(paths: list) -> bool: return all(Path(p).exists() for p in paths)
+
+def _plan_evaluation(root, key: dict, spec: str, call: tuple) -> PendingRecord:
+    "Add the evaluation `call` to the job of its encoder in `root`'s plan; the record it will write, pending."
+    label = key['encoder'].split('/checkpoint')[0].split('/')[-1]
+    name = 'eval-' + re.sub(r'[^\w.+=-]', '_', label)
+    if name not in root.jobs:
+        after = tuple(a for a in (Path(spec).parent.name,) if a in root.jobs)
+        root.jobs[name] = Job(name, _evaluate_all, (str(Path(root)), [], torch.get_num_threads()), kind='eval', after=after,
+                              check=partial(_all_exist, []))
+    job, path = root.jobs[name], record_path(root, key)
+    job.args[1].append(call); job.check.args[0].append(str(path))
+    return PendingRecord(path, name)
+
+# %% ../nbs/10_study.ipynb #d6c223a9
+class StudyDetached(RuntimeError):
+    "A study's jobs were submitted with `detach`: the notebook stops here; running it again collects them."
 
 # %% ../nbs/10_study.ipynb #e5d0bf3f
 def standard_augment(P: dict) -> str:
@@ -589,10 +662,16 @@ def _check_run(study: str, kernel: str, timeout, out: Path) -> None:
     writable_folder(out, '--out')
 
 def _ipc_kernel_manager():
-    "A kernel manager that talks to its kernel over local IPC sockets, not TCP ports (which ipykernel warns about)."
+    """A kernel manager that talks to its kernel over local IPC sockets, not TCP ports (which ipykernel warns about);
+    each kernel's sockets get their own names (jupyter_client's default name is shared by concurrent kernels)."""
+    import tempfile, uuid
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum
-    return type('IPCKernelManager', (AsyncKernelManager,), dict(transport=CaselessStrEnum(['tcp', 'ipc'], default_value='ipc', config=True)))
+    def init(self, **kw):
+        AsyncKernelManager.__init__(self, **kw)
+        self.ip = os.path.join(tempfile.gettempdir(), f'segaug-kernel-{uuid.uuid4().hex[:12]}')
+    return type('IPCKernelManager', (AsyncKernelManager,),
+                dict(transport=CaselessStrEnum(['tcp', 'ipc'], default_value='ipc', config=True), __init__=init))
 
 def _failure(study: str, e: BaseException, kept: Path | None) -> str:
     "One line (and where the partly executed notebook is) for a study notebook that stopped with `e`."
@@ -617,6 +696,7 @@ def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=
     out = resolve_path(out or given or default_out(study))
     P = resolve_params(study, params | dict(preset=preset))  # fail fast, before a kernel starts
     check_datasets(study, P); check_segmenters(study, P)
+    if P['executor'] == 'slurm' and (why := slurm_problem()): raise ValueError(why)
     _check_run(study, kernel, timeout, out)
     stage = out / STAGING / _stage_name('-notebook'); stage.mkdir(parents=True, exist_ok=True)
     executed, failed = stage / f'{study}.ipynb', out / f'{study}.failed.ipynb'
@@ -625,6 +705,7 @@ def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=
                             kernel_name=kernel, progress_bar=progress, execution_timeout=timeout, cwd=str(project_root()),
                             kernel_manager_class=_ipc_kernel_manager())
     except BaseException as e:
+        if getattr(e, 'ename', '') == 'StudyDetached': shutil.rmtree(stage, ignore_errors=True); raise StudyDetached(e.evalue) from None
         if executed.exists(): os.replace(executed, failed)
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(e, KeyboardInterrupt): raise

@@ -141,3 +141,23 @@ def test_no_sbatch_is_one_line_that_suggests_the_local_executor(tmp_path, monkey
     monkeypatch.setenv('PATH', str(tmp_path))  # a PATH without SLURM's commands
     with pytest.raises(ValueError) as e: run_jobs([Job('x', operator.add, (1, 1))], 'slurm', tmp_path / 'jobs', time=5)
     assert 'sbatch' in str(e.value) and "executor='local'" in str(e.value) and '\n' not in str(e.value)
+
+
+def test_a_study_through_slurm_equals_it_inline_and_a_rerun_submits_nothing(slurm_cluster, tmp_path, capsys):
+    "`segaug-simclr run segaug_vs_standard --preset smoke --executor slurm`: jobs, the inline results byte for byte, then nothing."
+    from segaug_simclr import cli
+    base = ['run', 'segaug_vs_standard', '--preset', 'smoke', '--no-progress']
+    t0 = time.time()
+    assert cli.main(base + ['--out', str(tmp_path / 'inline')]) == 0
+    t1 = time.time()
+    slurm = base + ['--executor', 'slurm', '--time', '10', '--out', str(tmp_path / 'slurm')]
+    assert cli.main(slurm) == 0
+    t2 = time.time()
+    print(f'smoke study inline {t1 - t0:.0f} s, through slurm {t2 - t1:.0f} s')
+    err = capsys.readouterr().err
+    assert 'sacct' not in err and 'Traceback' not in err, err
+    assert (tmp_path / 'slurm' / 'results.md').read_bytes() == (tmp_path / 'inline' / 'results.md').read_bytes()
+    jobs = index(tmp_path / 'slurm' / 'jobs')
+    assert len(jobs) >= 2 and {j['kind'] for j in jobs.values()} == {'pretrain', 'eval'}, jobs
+    assert cli.main(slurm) == 0  # again: every run and record is there, so nothing is submitted
+    assert index(tmp_path / 'slurm' / 'jobs') == jobs

@@ -89,6 +89,10 @@ def test_study_smoke_run_writes_figures_records_and_results(study, smoke_runs):
         assert re.search(pattern, results), f'{pattern!r} not in results.md:\n{results}'
     for ref in references(study):  # every reference number of the study is printed beside ours
         assert f"| {ref['value']} |" in results, ref
+    shown = [o.get('text') or ''.join(o.get('data', {}).get('text/plain', '')) for c in json.loads((out / f'{study}.ipynb').read_text())['cells']
+             for o in c.get('outputs', [])]
+    warned = [t for t in map(str, shown) if re.search(r'Warning|warnings?\.warn', str(t))]
+    assert not warned, f'the executed notebook shows warnings: {warned[:3]}'  # a student sees no warning box
 
 
 @pytest.mark.slow
