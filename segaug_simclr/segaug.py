@@ -117,6 +117,9 @@ def plot_segaug(img: torch.Tensor, mask: torch.Tensor, views: SegAugViews, axs=N
     "Image, mask overlay (with F_ratio) and two views of `views` on one row of axes."
     import matplotlib.pyplot as plt
     axs = axs if axs is not None else plt.subplots(1, 4, figsize=(9, 2.4))[1]
+    img = v2.functional.to_image(img).as_subclass(torch.Tensor)  # a file's PIL image, or a uint8 tensor
+    if mask.shape != img.shape[-2:]:  # a cached mask kept at another size: drawn at the image's
+        mask = v2.functional.resize(mask[None].to(torch.uint8), list(img.shape[-2:]), interpolation=InterpolationMode.NEAREST)[0].bool()
     out = views(img, mask)
     v1, v2_ = out[0] if views.return_masks else out
     r = fg_ratio(mask).item()

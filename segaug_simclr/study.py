@@ -80,7 +80,7 @@ _METHODS = ('standard', 'segaug')
 METHODS = ('standard', 'segaug', 'segaug_global', 'shuffled_masks', 'centre_prior')  # segaug_vs_standard's methods and controls
 _DEMO_STUDIES = [
     _study('walkthrough', 'teaching: views, similarity matrix, NT-Xent, a short pretraining, masks and SegAug views, linear evaluation',
-           extra=dict(seeds=1, epochs=4, num_images=1000), cifar10=dict(epochs=20),
+           extra=dict(seeds=1, epochs=16, num_images=4000, crop_min=0.5), cifar10=dict(epochs=20, crop_min=0.08),
            laptop=dict(seeds=1, num_images=4000, eval_images=5000, test_images=2000, epochs=8)),
     _study('segaug_vs_standard', 'thesis Table 2 (standard 34.6/59.3 against SegAug 35.2/60.11); the demo study',
            extra=dict(methods=list(_METHODS), spurious=0.8, segmenter='oracle', fg_lo=0.05, fg_hi=0.9, segaug_global=True,
@@ -343,7 +343,7 @@ class StudyFolder:
     """The output folder of one study run: `Path(folder)` is the folder, where pretraining runs, records and mask caches
     are reused; `figures` is the staged figures folder; `publish` writes results.md, params.yaml and run.json and puts
     them in place with the figures, replacing the previous run's set."""
-    SET = ('params.yaml', 'run.json', 'results.md', 'figures')
+    SET = ('params.yaml', 'run.json', 'results.md', 'rows.json', 'figures')
 
     def __init__(self, root, study: str, params: dict):
         self.root, self.study, self.params = Path(root), study, params
@@ -375,11 +375,13 @@ class StudyFolder:
                                 "run the same command again without --detach to collect them and render the study")
         return res
 
-    def publish(self, *sections: str) -> Path:
-        "Write the Markdown `sections` as results.md, with params.yaml and run.json, and put the set in place; returns results.md."
+    def publish(self, *sections: str, rows: list | None = None) -> Path:
+        """Write the Markdown `sections` as results.md, the table `rows` as rows.json (what the reproduction report reads),
+        params.yaml and run.json, and put the set in place; returns results.md."""
         import yaml
         self.stage.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.stage / 'results.md', '\n'.join(sections))
+        if rows is not None: atomic_write_text(self.stage / 'rows.json', record_json(list(rows)))
         atomic_write_text(self.stage / 'params.yaml', yaml.safe_dump(dict(study=self.study) | self.params, sort_keys=False))
         run = dict(study=self.study, preset=self.params.get('preset'), command=os.environ.get(COMMAND_ENV),
                    started=self.started.isoformat(timespec='seconds'), finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),

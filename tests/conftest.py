@@ -35,3 +35,16 @@ def slurm_cluster():
         pytest.skip(why)
     with one_node_cluster() as cluster, patch.dict(os.environ, SLURM_CONF=str(cluster.conf)):
         yield cluster
+
+
+@pytest.fixture(scope='session')
+def smoke_runs(tmp_path_factory):
+    """Each study executed once with the smoke preset (lazily, so -k selects what runs). Tests that use it are in the
+    xdist group 'smoke' (pytest -n 2 --dist loadgroup), so that one worker makes each run once."""
+    from segaug_simclr.study import run_study
+    done = {}
+    def get(study):
+        if study not in done:
+            done[study] = run_study(study, 'smoke', out=tmp_path_factory.mktemp(study), progress=False)
+        return done[study]
+    return get

@@ -5,6 +5,8 @@ import torch
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.xdist_group('smoke')  # the smoke runs (conftest.py) are made once, by one worker
 import yaml
 from PIL import Image
 
@@ -32,7 +34,7 @@ EXPECTED = {
 
 def test_every_study_has_a_notebook_and_expectations():
     assert sorted(EXPECTED) == sorted(STUDIES)
-    assert sorted(p.stem for p in (ROOT / 'nbs' / 'runs').glob('*.ipynb')) == sorted(STUDIES)
+    assert sorted(p.stem for p in (ROOT / 'nbs' / 'runs').glob('*.ipynb')) == sorted([*STUDIES, 'reproduction'])
 
 
 @pytest.mark.parametrize('study', sorted(STUDIES))
@@ -54,17 +56,6 @@ def test_parameters_cell_holds_the_demo_defaults_as_literals(study):
         assert isinstance(node, ast.Assign), 'the parameters cell holds assignments only'
         values[node.targets[0].id] = ast.literal_eval(node.value)  # raises for anything but a literal
     assert values == STUDIES[study].params
-
-
-@pytest.fixture(scope='module')
-def smoke_runs(tmp_path_factory):
-    "Each study executed once with the smoke preset (lazily, so -k selects what runs)."
-    done = {}
-    def get(study):
-        if study not in done:
-            done[study] = run_study(study, 'smoke', out=tmp_path_factory.mktemp(study), progress=False)
-        return done[study]
-    return get
 
 
 @pytest.mark.slow
