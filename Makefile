@@ -7,8 +7,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 RUN_ID := $(shell date +%Y%m%d-%H%M%S)
 NB     ?=
+PRESET ?= demo
 
-.PHONY: help install demo test test-cluster check export lesson lint hooks bench
+.PHONY: help install demo reproduce lab test test-cluster check export lesson lint hooks bench
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -26,13 +27,20 @@ $(VENV)/.installed: setup.py settings.ini
 demo: install  ## run the demo study on the CPU into outputs/demo/<date-time>
 	$(BIN)/segaug-simclr demo --out outputs/demo/$(RUN_ID)
 
-test: install  ## the whole test suite but the SLURM tests (CI runs it, then test-cluster; about five minutes on two cores)
+# Every study that reproduces a table or figure, then one report (REPORT.md, REPORT.html) beside the published numbers.
+reproduce: install  ## every study of a preset, then the report: make reproduce PRESET=demo (outputs/reproduction/<preset>)
+	$(BIN)/segaug-simclr reproduce --preset $(PRESET)
+
+lab: install  ## JupyterLab on the lessons and run notebooks
+	$(BIN)/jupyter lab nbs/
+
+test: install  ## the whole test suite but the SLURM tests (CI runs it, then test-cluster; about seven minutes on two cores)
 	bash tools/test.sh
 
 # The executors against a real one-node SLURM that the tests start and stop themselves (root; Debian's slurm-wlm and
-# munge). Interrupted after five minutes (SIGINT, so that the cluster is still stopped).
-test-cluster: install  ## the SLURM tests on a throwaway one-node cluster (root, slurm-wlm + munge; under 5 minutes)
-	timeout --signal=INT --kill-after=60 300 $(BIN)/python -m pytest -q -m cluster --durations=10 tests/test_cluster.py
+# munge). About four and a half minutes on two cores; interrupted after eight (SIGINT, so that the cluster is still stopped).
+test-cluster: install  ## the SLURM tests on a throwaway one-node cluster (root, slurm-wlm + munge; about 5 minutes)
+	timeout --signal=INT --kill-after=60 480 $(BIN)/python -m pytest -q -m cluster --durations=10 tests/test_cluster.py
 
 check: install  ## the edit loop's quick pass: sync, clean, lint and the fast tests (under two minutes)
 	bash tools/test.sh quick

@@ -246,7 +246,7 @@ def mask_rows(masks, idx=None) -> torch.Tensor:
     "Masks `idx` (all when None) of `masks` (a `MaskStore` or a (N, H, W) tensor) as one uint8 tensor (n, H, W)."
     if torch.is_tensor(masks): return (masks if idx is None else masks[idx]).to(torch.uint8)
     H, W = masks.shape  # a MaskStore: unpack the rows' bits in one call
-    bits = np.asarray(masks.bits) if idx is None else np.asarray(masks.bits)[np.asarray(idx)]
+    bits = masks.rows(np.arange(len(masks)) if idx is None else idx)
     return torch.from_numpy(np.unpackbits(bits, axis=1, count=H * W).reshape(len(bits), H, W))
 
 # %% ../nbs/02b_batch_augment.ipynb #879349f9

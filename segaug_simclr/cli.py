@@ -71,21 +71,26 @@ def _add_executor(r) -> None:
     "The executor flags of `run`: where the study's pretrainings and evaluations run (`09b_execute`)."
     r.add_argument('--executor', choices=['inline', 'local', 'slurm'], help='inline (default): in the notebook; local: processes here; slurm: jobs')
     r.add_argument('--jobs', type=_at_least(1), help='local/slurm: jobs at a time'); r.add_argument('--time', help="slurm: a job's time limit, minutes or HH:MM:SS")
-    for flag in ('--partition', '--account', '--qos', '--mem'): r.add_argument(flag, help=f'slurm: {flag[2:]}')
+    for flag in ('--partition', '--account', '--qos'): r.add_argument(flag, help=f'slurm: {flag[2:]}')
+    r.add_argument('--mem', type=lambda t: float(t) if t.replace('.', '', 1).isdigit() else t,
+                   help="slurm: memory per node, GB (a number) or SLURM's text such as 64G")
+    r.add_argument('--threads', type=_at_least(1), help="local/slurm: torch threads per job (default: this process's, the inline numbers)")
     for flag in ('--gpus-per-job', '--cpus-per-job', '--nodes'): r.add_argument(flag, type=_at_least(0 if 'gpus' in flag else 1), help=f'slurm: {flag[2:]}')
     r.add_argument('--slurm', action='append', metavar='KEY=VALUE', help='slurm: any other sbatch option (repeatable)')
     r.add_argument('--detach', action='store_true', help='slurm: submit and return; run the same command again to collect')
 
 def _executor_params(args) -> dict:
     "The study parameters `executor` and `executor_options` that the executor flags give (none when none is given)."
-    names = ('jobs', 'time', 'partition', 'account', 'qos', 'mem', 'gpus_per_job', 'cpus_per_job', 'nodes')
+    names = ('jobs', 'time', 'partition', 'account', 'qos', 'mem', 'gpus_per_job', 'cpus_per_job', 'nodes', 'threads')
     options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    bad = [kv for kv in args.slurm or [] if '=' not in kv]
+    slurm = getattr(args, 'slurm', None) or []  # `demo` has no executor flags
+    bad = [kv for kv in slurm if '=' not in kv]
     if bad: raise ValueError(f"--slurm takes KEY=VALUE (an sbatch option), got {bad[0]!r}")
-    if args.slurm: options['slurm'] = dict(kv.split('=', 1) for kv in args.slurm)
-    if args.detach: options['detach'] = True
-    if args.executor is None and not options: return {}
-    return dict(executor=args.executor or 'inline', executor_options=options)
+    if slurm: options['slurm'] = dict(kv.split('=', 1) for kv in slurm)
+    if getattr(args, 'detach', False): options['detach'] = True
+    executor = getattr(args, 'executor', None)
+    if executor is None and not options: return {}
+    return dict(executor=executor or 'inline', executor_options=options)
 
 # %% ../nbs/13_cli.ipynb #11991060
 def _add_reproduce(sub) -> None:
@@ -106,6 +111,9 @@ def reproduce_command(args) -> int:
         root, status = reproduce(args.preset, args.only, args.out, params, kernel=args.kernel, timeout=args.timeout,
                                  progress=not args.no_progress)
     except ValueError as e: print(f"error: {e}", file=sys.stderr); return 2
+    except Exception as e:  # the report notebook itself failed: its partly executed notebook is in the folder
+        print(f"error: the report could not be written: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}",
+              file=sys.stderr); return 1
     failed = [n for n, st in status.items() if st['status'] == 'failed']
     print(f"report: {root / 'REPORT.md'} and {root / 'REPORT.html'}" + (f"; failed: {', '.join(failed)}" if failed else ''))
     return 1 if failed else 0

@@ -401,8 +401,8 @@ def _start_local(entries: dict, folder: Path, o: dict, index: JobIndex, free: li
         if any(d.state in ('failed', 'skipped') for d in deps): e.state, e.why = 'skipped', 'a job it needs failed'; continue
         if not free or any(d.state != 'done' for d in deps): continue
         e.slot, ex = free.pop(0), exs[e.job.kind]
-        g = executor_parameters('local', o, e.job.kind)['gpus_per_node']
-        ex.update_parameters(visible_gpus=tuple(range(e.slot * g, (e.slot + 1) * g)))
+        g, per_slot = executor_parameters('local', o, e.job.kind)['gpus_per_node'], o.get('gpus_per_job', 0)
+        ex.update_parameters(visible_gpus=tuple(range(e.slot * per_slot, e.slot * per_slot + g)))  # each slot its own GPUs
         e.handle = ex.submit(e.job.fn, *e.job.args, **e.job.kwargs)
         index.submitted(e.job, 'local', e.handle); index.save()
 

@@ -186,7 +186,8 @@ def plot_accuracy_bars(rows: list[dict], x: str, metric: str = 'top1', hue: str 
     ax = ax or plt.subplots(figsize=(max(4, 1.1 * len({r[x] for r in rows})), 3))[1]
     data = {k: [r.get(k) for r in rows] for k in {x, metric} | ({hue} if hue else set())}
     sns.barplot(data=data, x=x, y=metric, hue=hue, errorbar='sd', capsize=0.1, alpha=0.6, ax=ax)
-    sns.stripplot(data=data, x=x, y=metric, hue=hue, dodge=hue is not None, color='black', size=4, ax=ax, legend=False)
+    dots = {'palette': 'dark:black'} if hue else {'color': 'black'}  # seaborn >= 0.13 wants a palette once hue is set
+    sns.stripplot(data=data, x=x, y=metric, hue=hue, dodge=hue is not None, size=4, ax=ax, legend=False, **dots)
     if floor is not None: ax.axhline(floor, color='grey', ls='--', lw=1, label='random init')
     ax.set_ylabel(f'{metric} accuracy (%)'); ax.set_title(title)
     if hue or floor is not None: ax.legend(fontsize=8)

@@ -15,8 +15,9 @@ from .study import (STUDIES, StudyDetached, StudyFailed, _ipc_kernel_manager, pr
 
 # %% auto #0
 __all__ = ['TABLE_STUDIES', 'TOLERANCE', 'PAPER_SETTING', 'NOT_RESULTS', 'VERDICT_COLOURS', 'MAIN_FIGURE', 'STYLE',
-           'select_studies', 'setting_gap', 'verdict', 'compare', 'deviations', 'StudyOutcome', 'summary_figure',
-           'main_figure', 'report_markdown', 'standalone_html', 'write_report', 'render_report', 'reproduce']
+           'select_studies', 'setting_gap', 'verdict', 'measured', 'compare', 'deviations', 'StudyOutcome',
+           'summary_figure', 'main_figure', 'report_markdown', 'standalone_html', 'write_report', 'render_report',
+           'reproduce']
 
 # %% ../nbs/12_reproduce.ipynb #d61fda75
 TABLE_STUDIES = tuple(s for s in STUDIES if s != 'walkthrough')
@@ -63,11 +64,18 @@ def verdict(ours: dict | None, published: float, gap: list[str], tolerance: floa
     return 'not reproduced', f'{diff:+.1f} points, outside {tolerance:g}'
 
 # %% ../nbs/12_reproduce.ipynb #1f45c826
+def measured(study: str, ref: dict, rows: list[dict]) -> list[dict]:
+    "The rows of `study` that measure what the reference `ref` measured: its protocol, its reading, its transfer method."
+    if study == 'finetune_fractions': return [r for r in rows if r.get('reading') == ref['who']]  # the paper's or the thesis' 1%
+    if study == 'transfer': return [r for r in rows if r.get('transfer') == 'sgd']  # thesis 5.2.3: SGD, not L-BFGS
+    return [r for r in rows if str(r.get('protocol', '')).startswith('linear')]  # the tables of linear evaluation, not kNN
+
+# %% ../nbs/12_reproduce.ipynb #dc89d940
 def compare(study: str, rows: list[dict], P: dict) -> list[dict]:
     "One line per reference number of `study`: ours over seeds (or None), the published number, difference and verdict."
     gap, out = setting_gap(study, P), []
     for ref in references(study):
-        ours = next((s for s in summarise(rows, 'setting', ref['metric']) if s['setting'] == ref['setting']), None)
+        ours = next((s for s in summarise(measured(study, ref, rows), 'setting', ref['metric']) if s['setting'] == ref['setting']), None)
         why = gap + ([PAPER_SETTING] if ref['who'] == 'paper' else [])
         v, reason = verdict(ours, ref['value'], why)
         out.append(dict(study=study, setting=ref['setting'], metric=ref['metric'], ours=ours, published=ref['value'],
@@ -121,7 +129,8 @@ def summary_figure(lines: list[dict], ax=None):
     ax.plot([0, 100], [0, 100], color='black', lw=0.8, ls='--', label='ours = published')
     ax.set_xlim(0, 100); ax.set_ylim(0, 100); ax.set_aspect('equal')
     ax.set_xlabel('published accuracy (%)'); ax.set_ylabel('ours (%), mean over seeds')
-    ax.set_title(f"{sum(l['verdict'] == 'not run' for l in lines)} published numbers not run at this preset", fontsize=8)
+    skipped = sum(l['verdict'] == 'not run' or l['verdict'].startswith('study ') for l in lines)
+    ax.set_title(f'{skipped} published numbers not run at this preset (or their study failed)', fontsize=8)
     ax.legend(fontsize=7, loc='upper left')
     return ax
 
@@ -165,16 +174,18 @@ def _section(o: StudyOutcome, lines: list[dict]) -> list[str]:
         diff = lambda d: '—' if d is None else f'{d:+.1f}'
         out += [f"| {l['setting']} | {l['metric']} | {_fmt(l['ours'])} | {l['published']} | {l['who']} | {diff(l['diff'])} | "
                 f"{l['verdict']} | {l['reason']} |" for l in lines]
-    else: out.append('No published numbers: see the new results below.')
+    else: out += _own_tables(o) or ['No published numbers.']
     fig = main_figure(o)
     return out + ([''] + [f"![{o.name}]({fig.relative_to(o.folder.parent)})"] if fig else []) + ['']
 
 # %% ../nbs/12_reproduce.ipynb #342ea042
 def report_markdown(preset: str, outcomes: list[StudyOutcome]) -> tuple[str, list[dict]]:
     "REPORT.md of a reproduction from its studies' `outcomes`, and every compared line (for the summary figure)."
-    compared = {o.name: compare(o.name, o.rows, o.params) if o.status == 'done' else [] for o in outcomes}
+    compared = {o.name: compare(o.name, o.rows, o.params) if o.status == 'done' else
+                [dict(verdict=f'study {o.status}')] * len(references(o.name)) for o in outcomes}
     every = [l for ls in compared.values() for l in ls]
     counts = {v: sum(l['verdict'] == v for l in every) for v in ('reproduced', 'not reproduced', 'not comparable', 'not run')}
+    counts |= {'in studies that did not run': sum(l['verdict'].startswith('study ') for l in every)}
     md = _header(preset, outcomes) + ['## Summary', '', ', '.join(f'{n} {v}' for v, n in counts.items()) + f" (tolerance: {TOLERANCE:g} points).",
                                        '', '![every published number against ours](figures/summary.png)', '']
     for o in outcomes:
@@ -196,6 +207,12 @@ def _paired_tables(o: StudyOutcome) -> list[str]:
     text = (o.folder / 'results.md').read_text() if (o.folder / 'results.md').exists() else ''
     blocks = re.findall(r'(### [^\n]*(?:paired by seed|mask controls)[^\n]*\n(?:\n|\|[^\n]*\n)+)', text)
     return ['### segaug_vs_standard: the methods and the mask controls, paired by seed', ''] + [b.strip() + '\n' for b in blocks] if blocks else []
+
+def _own_tables(o: StudyOutcome) -> list[str]:
+    "A study's own results.md under its title, headings one level down: the tables of a study no paper has numbers for."
+    p = o.folder / 'results.md'
+    body = p.read_text().splitlines()[1:] if p.exists() else []
+    return ['#' + l if l.startswith('#') else l for l in body]
 
 # %% ../nbs/12_reproduce.ipynb #609694a4
 STYLE = ('body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1em;line-height:1.45}'
@@ -230,7 +247,7 @@ def write_report(root, preset: str, studies=None) -> Path:
 # %% ../nbs/12_reproduce.ipynb #cedc6a0a
 def _run_studies(preset: str, studies: list[str], root: Path, params: dict, **kw) -> dict:
     "Run each study into `root/<study>`; their status (done, failed with its error line, detached) and wall time."
-    status = {}
+    status = json.loads((root / 'status.json').read_text()) if (root / 'status.json').exists() else {}  # earlier studies stay
     for name in studies:
         t0 = time.perf_counter()
         try: run_study(name, preset, dict(params), root / name, **kw); st = dict(status='done')

@@ -301,10 +301,14 @@ class MaskStore:
 
     @property
     def bits(self) -> np.ndarray:
-        if self._bits is None:  # opened per process; a permuted store reads its rows in their new order, once
-            bits = np.load(self.folder / 'masks.npy', mmap_mode='r')
-            self._bits = bits if getattr(self, '_order', None) is None else np.asarray(bits)[self._order]
+        "The bit-packed masks as stored, one row per image (memory-mapped, opened once per process)."
+        if self._bits is None: self._bits = np.load(self.folder / 'masks.npy', mmap_mode='r')
         return self._bits
+
+    def rows(self, idx) -> np.ndarray:
+        "The packed rows of masks `idx` (in a permuted store, the rows of the images they were given to), read from the map."
+        idx = np.asarray(idx)
+        return self.bits[idx if getattr(self, '_order', None) is None else self._order[idx]]
 
     def verify(self) -> None:
         "Raise `MaskCacheError` unless masks.npy and fg_ratio.npy have the manifest's shapes and checksums."
@@ -323,9 +327,9 @@ class MaskStore:
 
     def permuted(self, order) -> 'MaskStore':
         "A view of this cache whose mask i is mask `order[i]` (a control: images with another image's masks)."
-        out = copy.copy(self)
-        out._order = np.asarray(order, dtype=np.int64)
-        out.fg_ratio, out._bits = self.fg_ratio[torch.as_tensor(out._order)], None
+        out, order = copy.copy(self), np.asarray(order, dtype=np.int64)
+        out._order = order if getattr(self, '_order', None) is None else self._order[order]  # a permuted store permuted again
+        out.fg_ratio = self.fg_ratio[torch.as_tensor(order)]
         return out
 
     def __getstate__(self): return {**self.__dict__, '_bits': None}
@@ -333,7 +337,7 @@ class MaskStore:
 
     def __getitem__(self, i) -> torch.Tensor:
         n = self.shape[0] * self.shape[1]
-        return torch.from_numpy(np.unpackbits(self.bits[int(i)], count=n).reshape(self.shape).astype(bool))
+        return torch.from_numpy(np.unpackbits(self.rows(int(i)), count=n).reshape(self.shape).astype(bool))
 
 # %% ../nbs/03_segment.ipynb #ddfabcc6
 def _mask_size(ds, mask_size):

@@ -20,7 +20,7 @@ from .data import DATASETS, dataset_fingerprint, eval_split, get_dataset, raw_im
 from .checkpoint import CHECKPOINT, finished, recipe_names
 from .evaluate import PROTOCOLS, encoder_recipe, load_encoder, record_json, run_protocol
 from .segment import DEEPLAB_ARCHS, OFFLINE_SEGMENTERS, parse_degrade
-from .train import AUGMENT_DEVICES, PretrainConfig, pretrain, pretrain_dataset, pretrain_split
+from .train import AUGMENT_DEVICES, PretrainConfig, pretrain, pretrain_dataset, pretrain_split, resolve_recipe
 from .execute import Job, check_options, pretrain_job, run_jobs, slurm_problem
 
 # %% auto #0
@@ -47,7 +47,7 @@ class Study:
     datasets: tuple = ('dataset',)  # parameters that name datasets the study needs
 
 # %% ../nbs/10_study.ipynb #3f8c5096
-COMMON = dict(preset='demo', dataset='synthetic', data_root='data', num_images=4000, spurious=0.0, eval_images=2000,
+COMMON = dict(preset='demo', dataset='synthetic', data_root='data', download=False, num_images=4000, spurious=0.0, eval_images=2000,
               test_images=1000, depth=18, width=0.25, cifar_stem=True, image_size=32, epochs=8, batch_size=128, lr=1.0,
               temperature=0.2, crop_min=0.2, recipe='auto', seeds=2, linear_epochs=30, linear_protocol='cached', device='auto',
               amp='bf16', channels_last=True, workers=0, out_dir='', executor='inline', executor_options={})
@@ -212,8 +212,10 @@ _RULES = dict(  # parameter: (check of one value, what is allowed); lists are ch
     augment_device=(lambda v: v in AUGMENT_DEVICES, f'one of {list(AUGMENT_DEVICES)}'),
     segmenter=(lambda v: v in DEEPLAB_ARCHS + OFFLINE_SEGMENTERS, f'one of {list(DEEPLAB_ARCHS + OFFLINE_SEGMENTERS)}'),
     masks=(_mask_ok, f"'none', a segmenter ({', '.join(DEEPLAB_ARCHS + OFFLINE_SEGMENTERS)}) or a degradation such as 'erode:2'"),
-    deeplab_weights=(lambda v: v == '' or Path(v).expanduser().is_file(), "'' or an existing .pth file"),
-    official_weights=(lambda v: v == '' or Path(v.split(':', 1)[-1]).expanduser().is_file(), "'' or an existing weights file"),
+    deeplab_weights=(lambda v: v == '' or resolve_path(v).is_file(), "'' or an existing .pth file"),
+    official_weights=(lambda v: v == '' or not v.startswith('simclr-v1:') and ('{width}' in v or resolve_path(v).is_file()),
+                      "'' or converted SimCLR v1 weights: a file, or a path with {width} standing for each width "
+                      "(e.g. weights/r50_{width}x.pth), without a 'simclr-v1:' prefix"),
 )
 
 # %% ../nbs/10_study.ipynb #e1a2b491
@@ -226,10 +228,29 @@ def check_values(study: str, P: dict) -> None:
         bad = [v for v in (P[k] if isinstance(P[k], (list, tuple)) else [P[k]]) if not ok(v)]
         if bad: raise ValueError(f"{study}: {k}={P[k]!r} is not allowed ({bad[0]!r}); {k} must be {allowed}")
     if 'fg_lo' in P and not P['fg_lo'] < P['fg_hi']: raise ValueError(f"{study}: fg_lo ({P['fg_lo']}) must be below fg_hi ({P['fg_hi']})")
-    if P.get('num_images') is not None and P['num_images'] < P['batch_size']:
-        raise ValueError(f"{study}: num_images ({P['num_images']}) must be at least batch_size ({P['batch_size']})")
+    batch = max([P.get('batch_size', 0), *P.get('batch_sizes', [])])
+    if P.get('num_images') is not None and P['num_images'] < batch:
+        raise ValueError(f"{study}: num_images ({P['num_images']}) must be at least the batch size ({batch})")
+    weights = P.get('official_weights')
+    if weights:
+        files = {w: resolve_path(weights.format(width=f'{w:g}')) for w in P['widths']}
+        missing = [str(f) for f in files.values() if not f.is_file()]
+        if missing: raise ValueError(f"{study}: official_weights: no file {missing[0]} (one converted SimCLR v1 file per width)")
+        if len(set(files.values())) < len(files):
+            raise ValueError(f"{study}: official_weights names one file for {len(files)} widths; put {{width}} in the path")
     try: get_device(P['device'])
     except RuntimeError as e: raise ValueError(f"{study}: device={P['device']!r}: {str(e).splitlines()[0]}") from None
+
+# %% ../nbs/10_study.ipynb #f5475f81
+def _check_executor(P: dict) -> None:
+    "The executor options of `P` checked: `execute.check_options`, and the study's own `threads` and `detach`."
+    opts = dict(P['executor_options'])
+    threads, detach = opts.pop('threads', None), opts.pop('detach', False)
+    if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        raise ValueError(f"executor_options: threads must be a whole number >= 1, got {threads!r}")
+    if detach and P['executor'] != 'slurm':
+        raise ValueError(f"--detach needs --executor slurm (SLURM keeps the jobs going); executor {P['executor']!r} runs them only while it waits")
+    check_options(P['executor'], opts)
 
 # %% ../nbs/10_study.ipynb #11c5a949
 def resolve_params(study: str, given: dict | None = None) -> dict:
@@ -241,7 +262,7 @@ def resolve_params(study: str, given: dict | None = None) -> dict:
     if preset not in s.presets: raise ValueError(f"unknown preset {preset!r} for {study}; choose one of {list(s.presets)}")
     unknown = sorted(set(given) - set(s.params))
     if unknown: raise ValueError(f"{study} has no parameter(s) {unknown}; its parameters are {sorted(s.params)}")
-    P = s.params | s.presets[preset] | given | dict(preset=preset)
+    P = {k: list(v) if isinstance(v, tuple) else v for k, v in (s.params | s.presets[preset] | given | dict(preset=preset)).items()}
     for k, v in P.items():
         d = s.params[k] if s.params[k] is not None else s.presets[preset].get(k)
         if not _type_ok(v, d): raise ValueError(f"{study}: parameter {k}={v!r} should be {_type_name(d)}")
@@ -253,7 +274,7 @@ def resolve_params(study: str, given: dict | None = None) -> dict:
         bad = [v for v in (P[k] if isinstance(P[k], list) else [P[k]]) if v not in ok]
         if bad: raise ValueError(f"{study}: {k}={P[k]!r} has invalid value(s) {bad}; allowed: {list(ok)}")
     check_values(study, P)
-    check_options(P['executor'], {k: v for k, v in P['executor_options'].items() if k != 'detach'})
+    _check_executor(P)
     return P
 
 # %% ../nbs/10_study.ipynb #3ded40b2
@@ -283,13 +304,21 @@ def needed_datasets(study: str, P: dict) -> list[str]:
     return list(dict.fromkeys(out))
 
 # %% ../nbs/10_study.ipynb #b45db4fa
+def _open_or_download(name: str, root, split: str, download: bool):
+    "The dataset as it is under `root`; only where it is missing and `download` is set, torchvision's download into `root`."
+    try: return get_dataset(name, root, split, download=False)
+    except (FileNotFoundError, RuntimeError):
+        if not download: raise
+    return get_dataset(name, root, split, download=True)
+
 def check_datasets(study: str, P: dict) -> None:
-    "Raise `FileNotFoundError` listing every needed dataset that cannot be opened, and how to get it."
+    """Raise `FileNotFoundError` listing every needed dataset that cannot be opened, and how to get it. With
+    `P['download']`, a dataset that is missing is first downloaded into `data_root` (torchvision's download)."""
     missing = []
     for name in needed_datasets(study, P):
         for split in ('train', eval_split(name)):
-            try: get_dataset(name, resolve_path(P['data_root']), split, download=False)
-            except (FileNotFoundError, RuntimeError, ValueError) as e: missing.append(f"- {name} ({split}): {e}"); break
+            try: _open_or_download(name, resolve_path(P['data_root']), split, P.get('download', False))
+            except (FileNotFoundError, RuntimeError, ValueError, OSError) as e: missing.append(f"- {name} ({split}): {e}"); break
     if missing:
         raise FileNotFoundError(f"{study} needs datasets that are not under {resolve_path(P['data_root'])}:\n" + '\n'.join(missing)
                                 + "\nGet them first (see the README's Datasets section), or set data_root.")
@@ -362,14 +391,20 @@ class StudyFolder:
     @property
     def planning(self) -> bool: return self.executor != 'inline'
 
+    @property
+    def threads(self) -> int:
+        "The torch threads a job computes with: `executor_options['threads']`, else this process's (the inline executor's numbers)."
+        return self.options.get('threads') or torch.get_num_threads()
+
     def execute(self) -> dict:
         """Run the jobs declared since the last call and not done, as `executor` jobs (logs in `jobs/`); inline there is
         nothing left to run (each run and evaluation was computed when declared). With the option `detach`, submit and
         stop the notebook with `StudyDetached` (the same command again, without --detach, waits and renders)."""
         if not self.planning or not self.jobs: return {}
-        jobs, self.jobs = list(self.jobs.values()), {}
-        options = {k: v for k, v in self.options.items() if k != 'detach'}
-        res = run_jobs(jobs, executor=self.executor, folder=self.root / 'jobs', detach=bool(self.options.get('detach')), **options)
+        options = {k: v for k, v in self.options.items() if k not in ('detach', 'threads')}
+        res = run_jobs(list(self.jobs.values()), executor=self.executor, folder=self.root / 'jobs',
+                       detach=bool(self.options.get('detach')), **options)
+        self.jobs = {}  # run (or, detached, submitted): a failure above keeps the plan, so execute() can try again
         if self.options.get('detach'):
             raise StudyDetached(f"submitted {len(res)} job(s) to SLURM ({', '.join(map(str, res.values()))}); when they are done, "
                                 "run the same command again without --detach to collect them and render the study")
@@ -437,8 +472,9 @@ def pretrained(cfg: PretrainConfig, root, label: str = 'run') -> Path:
     cfg = replace(cfg, out=str(folder), resume=(folder / CHECKPOINT).exists())
     if cfg.augment == 'segaug' and cfg.mask_cache == PretrainConfig.mask_cache:
         cfg.mask_cache = str(Path(root) / 'mask_cache')
-    if getattr(root, 'planning', False):  # a plan: declared now, run by `root.execute()`
-        root.jobs.setdefault(folder.name, pretrain_job(replace(cfg, progress=False), folder.name, threads=torch.get_num_threads()))
+    if getattr(root, 'planning', False):  # a plan: declared now (and checked now), run by `root.execute()`
+        resolve_recipe(cfg).validate()
+        root.jobs.setdefault(folder.name, pretrain_job(replace(cfg, progress=False), folder.name, threads=root.threads))
         return folder
     t0 = time.perf_counter()
     res = pretrain(replace(cfg, progress=in_notebook()))  # a notebook shows bars (batches, epochs); a script stays quiet
@@ -555,7 +591,7 @@ def _plan_evaluation(root, key: dict, spec: str, call: tuple) -> PendingRecord:
     name = 'eval-' + re.sub(r'[^\w.+=-]', '_', label)
     if name not in root.jobs:
         after = tuple(a for a in (Path(spec).parent.name,) if a in root.jobs)
-        root.jobs[name] = Job(name, _evaluate_all, (str(Path(root)), [], torch.get_num_threads()), kind='eval', after=after,
+        root.jobs[name] = Job(name, _evaluate_all, (str(Path(root)), [], root.threads), kind='eval', after=after,
                               check=partial(_all_exist, []))
     job, path = root.jobs[name], record_path(root, key)
     job.args[1].append(call); job.check.args[0].append(str(path))
@@ -617,10 +653,10 @@ def segaug_data(P: dict, root, method: str = 'segaug', **changes):
 
 # %% ../nbs/10_study.ipynb #728596ce
 def mask_gallery(P: dict, segmenters, n: int = 32) -> tuple[torch.Tensor, dict]:
-    "The first `n` training images of the study (float, at the study's image size) and each segmenter's masks of them."
+    "`n` training images spread evenly over the study's subset (so over the classes), as floats at the study's image size, and each segmenter's masks of them."
     from segaug_simclr.segment import get_segmenter
     raw = pretrain_split(pretrain_config(P, augment=standard_augment(P)))
-    idx, size = range(min(n, len(raw))), (P['image_size'], P['image_size'])
+    idx, size = list(range(0, len(raw), max(1, len(raw) // n)))[:n], (P['image_size'], P['image_size'])
     images = torch.stack([v2.functional.resize(v2.functional.to_image(raw_image(raw, i)), list(size), antialias=True) for i in idx])
     masks = {s: get_segmenter(s, P.get('deeplab_weights') or None).segment_items(raw, idx, size) for s in segmenters}
     return images.float() / 255, masks

@@ -38,13 +38,26 @@ def slurm_cluster():
 
 
 @pytest.fixture(scope='session')
-def smoke_runs(tmp_path_factory):
-    """Each study executed once with the smoke preset (lazily, so -k selects what runs). Tests that use it are in the
-    xdist group 'smoke' (pytest -n 2 --dist loadgroup), so that one worker makes each run once."""
-    from segaug_simclr.study import run_study
-    done = {}
-    def get(study):
-        if study not in done:
-            done[study] = run_study(study, 'smoke', out=tmp_path_factory.mktemp(study), progress=False)
-        return done[study]
+def made_once(tmp_path_factory):
+    """`made_once(name, make)`: the folder `name`, made by `make(folder)` once per session for every xdist worker. The
+    first test that needs it makes it under a file lock in the session's common temporary folder; the others wait and
+    read it. Tests must not change these folders: copy one first (shutil.copytree keeps the mtimes)."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base) / 'made-once'
+    root.mkdir(exist_ok=True)
+    def get(name, make):
+        out, done = root / name, root / f'{name}.done'
+        with FileLock(str(root / f'{name}.lock')):
+            if not done.exists():
+                make(out)
+                done.touch()
+        return out
     return get
+
+
+@pytest.fixture(scope='session')
+def smoke_runs(made_once):
+    "Each study executed once with the smoke preset (lazily, so -k selects what runs), shared by the workers (`made_once`)."
+    from segaug_simclr.study import run_study
+    return lambda study: made_once(f'smoke-{study}', lambda out: run_study(study, 'smoke', out=out, progress=False))

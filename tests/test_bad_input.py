@@ -55,12 +55,11 @@ def fill(folder: Path):
 
 # ---- 1. an explicit value equal to the notebook's default is not dropped under a preset; 4. out_dir works
 
-@pytest.fixture(scope='module')
-def finished(tmp_path_factory):
-    "segaug_vs_standard, smoke preset, batch_size 64 given explicitly (the default; smoke's is 32), into -p out_dir."
-    out = tmp_path_factory.mktemp('finished') / 'study'
-    run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, methods=['standard', 'segaug'], seeds=1, out_dir=str(out)), progress=False)
-    return out
+@pytest.fixture
+def finished(made_once):
+    "segaug_vs_standard, smoke preset, batch_size 64 given explicitly (the default; smoke's is 32), into -p out_dir (made once)."
+    params = dict(batch_size=64, methods=['standard', 'segaug'], seeds=1)
+    return made_once('finished', lambda out: run_study('segaug_vs_standard', 'smoke', params | dict(out_dir=str(out)), progress=False))
 
 
 @pytest.mark.slow
@@ -86,6 +85,8 @@ def _snapshot(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_failed_rerun_leaves_the_finished_folder_as_it_was(finished, tmp_path, capsys):
+    shutil.copytree(finished, tmp_path / 'study')
+    finished = tmp_path / 'study'  # a copy: the shared folder stays as it was for the other tests
     before = _snapshot(finished)
     data = tmp_path / 'tiny'  # 30 images in all: the pretraining (batch 64) fails in the kernel, after setup
     write_imagefolder(data / 'train', classes=[f'c{i}' for i in range(10)], per_class=3, size=(32, 32))
@@ -241,3 +242,73 @@ def test_damaged_record_and_foreign_checkpoint_named(finished, tmp_path):
     torch.save(ck, ckpt)
     with pytest.raises(ValueError) as e: load_encoder(ckpt)
     assert len(str(e.value)) < 600 and 'do not fit the network' in str(e.value), str(e.value)
+
+
+# ---- found by review: flags and options that were silently wrong
+
+def test_executor_flags_are_checked_and_mean_what_they_say(tmp_path):
+    from segaug_simclr.cli import _executor_params, build_parser
+    assert _executor_params(build_parser().parse_args(['demo'])) == {}  # `demo` has no executor flags
+    args = build_parser().parse_args(['run', 'walkthrough', '--executor', 'slurm', '--time', '60', '--mem', '64', '--threads', '4'])
+    assert _executor_params(args)['executor_options'] == dict(time='60', mem=64.0, threads=4)  # --mem 64 is GB, not MB
+    with pytest.raises(ValueError, match='--detach needs --executor slurm'):
+        resolve_params('walkthrough', dict(executor='local', executor_options=dict(detach=True)))
+    with pytest.raises(ValueError, match='threads must be a whole number'):
+        resolve_params('walkthrough', dict(executor='local', executor_options=dict(threads=0)))
+    assert resolve_params('walkthrough', dict(epochs=2))['epochs'] == 2
+    assert resolve_params('segaug_vs_standard', dict(methods=('standard', 'segaug')))['methods'] == ['standard', 'segaug']
+
+
+def test_official_weights_name_one_file_per_width(tmp_path):
+    for w in (0.25, 0.5): (tmp_path / f'r50_{w:g}x.pth').write_bytes(b'x')
+    P = resolve_params('linear_width', dict(official_weights=str(tmp_path / 'r50_{width}x.pth')))  # demo widths 0.25, 0.5
+    assert P['official_weights'].endswith('r50_{width}x.pth')
+    with pytest.raises(ValueError, match='one file for 2 widths'):
+        resolve_params('linear_width', dict(official_weights=str(tmp_path / 'r50_0.25x.pth')))
+    with pytest.raises(ValueError, match="without a 'simclr-v1:' prefix"):
+        resolve_params('linear_width', dict(official_weights='simclr-v1:' + str(tmp_path / 'r50_{width}x.pth')))
+    with pytest.raises(ValueError, match='no file'):
+        resolve_params('linear_width', dict(official_weights=str(tmp_path / 'r18_{width}x.pth')))
+
+
+def test_a_permuted_mask_store_reads_through_its_map_and_permutes_again(tmp_path):
+    from segaug_simclr.data import synthetic_shapes
+    from segaug_simclr.segment import OracleSegmenter, build_mask_cache, derangement
+    from segaug_simclr.batch_augment import mask_rows
+    ds = synthetic_shapes(40, seed=0)
+    store = build_mask_cache(ds, OracleSegmenter(), tmp_path, 'x', progress=False)
+    a, b = derangement(40, 1), derangement(40, 2)
+    twice = store.permuted(a).permuted(b)
+    for i in range(40): assert torch.equal(twice[i], store[int(a[b[i]])])  # image i: the mask of a[b[i]], ratios alike
+    assert torch.equal(twice.fg_ratio, store.fg_ratio[a][b])
+    assert torch.equal(mask_rows(twice, [3, 7]).bool(), torch.stack([twice[3], twice[7]]))
+
+
+def test_a_reproduction_keeps_what_earlier_runs_did(tmp_path):
+    from segaug_simclr.reproduce import _run_studies
+    (tmp_path / 'status.json').write_text(json.dumps(dict(linear_width=dict(status='done', wall_s=9.0))))
+    status = _run_studies('smoke', ['transfer'], tmp_path, dict(targets=['cifar100'], data_root=str(tmp_path / 'none')), progress=False)
+    assert status['linear_width']['status'] == 'done' and status['transfer']['status'] == 'failed'
+    assert 'transfer needs datasets' in status['transfer']['error']
+
+
+def test_download_fetches_a_missing_dataset_into_data_root_and_only_then(tmp_path, monkeypatch):
+    "`-p download true`: torchvision's download into data_root where the dataset is missing, never where it is there."
+    import fakes
+    import torchvision.datasets.cifar as cifar
+    from segaug_simclr.study import check_datasets
+    monkeypatch.setattr(cifar, 'check_integrity', lambda fpath, md5=None: os.path.isfile(fpath))  # the fake files' sums differ
+    fetched = []
+    def fetch(url, download_root, **kw):  # stands in for the network: writes the files the archive holds
+        fetched.append(Path(download_root)); fakes.write_cifar10(download_root, n_train=50, n_test=20)
+    monkeypatch.setattr(cifar, 'download_and_extract_archive', fetch)
+    P = resolve_params('segaug_vs_standard', dict(preset='smoke', dataset='cifar10', data_root=str(tmp_path), num_images=40))
+    with pytest.raises(FileNotFoundError, match=r'cifar10 \(train\).*\nGet them first'):
+        check_datasets('segaug_vs_standard', P)  # download is off by default: nothing is fetched
+    assert fetched == []
+    check_datasets('segaug_vs_standard', P | dict(download=True))
+    assert fetched == [tmp_path] and (tmp_path / 'cifar-10-batches-py' / 'test_batch').exists()
+    check_datasets('segaug_vs_standard', P | dict(download=True))
+    assert fetched == [tmp_path]  # there now: opened, not fetched again
+    with pytest.raises(ValueError, match="download='yes' should be"):
+        resolve_params('segaug_vs_standard', dict(download='yes'))

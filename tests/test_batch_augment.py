@@ -8,7 +8,8 @@ import torch
 
 from segaug_simclr.augment import cifar_augment, simclr_augment
 from segaug_simclr.batch_augment import BatchViews, DeviceLoader, SquareFiles
-from segaug_simclr.segaug import BatchSegAug, SegAugViews
+from segaug_simclr.segaug import BatchSegAug, SegAugViews, fallback_share
+from segaug_simclr.segment import MaskStore
 from segaug_simclr.core import read_jsonl
 from segaug_simclr.data import synthetic_shapes
 from segaug_simclr.pretrain_cli import parse_config
@@ -90,6 +91,11 @@ def test_torchrun_batched_segaug_resumes_exactly(tmp_path):
             '--mask-cache', str(tmp_path / 'masks')]
     r = _torchrun(args + ['--out', str(tmp_path / 'straight')])
     assert r.returncode == 0, r.stderr[-3000:]
+    caches = list((tmp_path / 'masks').iterdir())  # two processes, one mask cache: rank 0 computed it, rank 1 read it
+    assert len(caches) == 1 and sorted(p.name for p in caches[0].iterdir()) == ['fg_ratio.npy', 'manifest.json', 'masks.npy']
+    rec = [r for r in read_jsonl(tmp_path / 'straight' / METRICS) if r['kind'] == 'epoch'][0]
+    # the share over both ranks' images of the epoch (4 batches of 32 = all 128) is the cache's share of the dataset
+    assert rec['fallback_share'] == pytest.approx(fallback_share(MaskStore(caches[0]).fg_ratio), abs=1e-6)
     r = _torchrun(args + ['--out', str(tmp_path / 'split'), '--stop-after', '1'])
     assert r.returncode == 0, r.stderr[-3000:]
     r = _torchrun(args + ['--out', str(tmp_path / 'split'), '--resume'])

@@ -153,8 +153,8 @@ def test_a_study_through_slurm_equals_it_inline_and_a_rerun_submits_nothing(slur
     slurm = base + ['--executor', 'slurm', '--time', '10', '--out', str(tmp_path / 'slurm')]
     assert cli.main(slurm) == 0
     t2 = time.time()
-    print(f'smoke study inline {t1 - t0:.0f} s, through slurm {t2 - t1:.0f} s')
     err = capsys.readouterr().err
+    with capsys.disabled(): print(f'\nmeasured: the smoke study inline {t1 - t0:.0f} s, through SLURM {t2 - t1:.0f} s')
     assert 'sacct' not in err and 'Traceback' not in err, err
     assert (tmp_path / 'slurm' / 'results.md').read_bytes() == (tmp_path / 'inline' / 'results.md').read_bytes()
     jobs = index(tmp_path / 'slurm' / 'jobs')

@@ -6,8 +6,6 @@ import torch
 
 from dist_equivalence import build_model, fixed_batch
 from segaug_simclr.losses import nt_xent
-from segaug_simclr.segment import MaskStore
-from segaug_simclr.segaug import fallback_share
 from segaug_simclr.checkpoint import CHECKPOINT, load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -49,7 +47,8 @@ ARGS = ['--dataset', 'synthetic', '--num-images', '128', '--depth', '18', '--wid
 
 @pytest.mark.slow
 def test_torchrun_pretraining_checkpoints_and_resumes_exactly(tmp_path):
-    pkg = ['-m', 'segaug_simclr.pretrain_cli']
+    "The per-image path (DataLoader views, each rank its share of the epoch) under torchrun; the batched path: test_batch_augment."
+    pkg = ['-m', 'segaug_simclr.pretrain_cli', '--augment-device', 'cpu']
     r = _torchrun(pkg + ARGS + ['--out', str(tmp_path / 'straight')])
     assert r.returncode == 0, r.stderr[-3000:]
     r = _torchrun(pkg + ARGS + ['--out', str(tmp_path / 'split'), '--stop-after', '1'])
@@ -60,22 +59,10 @@ def test_torchrun_pretraining_checkpoints_and_resumes_exactly(tmp_path):
     assert json.loads((tmp_path / 'split' / 'config.json').read_text())['world_size'] == 2
     # resume through the CLI's own launcher (--nproc 2 starts torchrun itself)
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', *ARGS, '--out', str(tmp_path / 'split'), '--resume',
+    r = subprocess.run([sys.executable, *pkg, *ARGS, '--out', str(tmp_path / 'split'), '--resume',
                         '--nproc', '2'], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = load_checkpoint(tmp_path / 'straight' / CHECKPOINT), load_checkpoint(tmp_path / 'split' / CHECKPOINT)
     assert a['epoch'] == b['epoch'] == 2 and a['step'] == b['step'] == 4
     assert all(torch.equal(a['model'][k], b['model'][k]) for k in a['model'])
     assert r.stdout.count('done: 2 epochs') == 1  # rank 0 alone reports
-
-
-@pytest.mark.slow
-def test_torchrun_segaug_shares_one_mask_cache(tmp_path):
-    r = _torchrun(['-m', 'segaug_simclr.pretrain_cli', *ARGS, '--epochs', '1', '--augment', 'segaug', '--segmenter', 'oracle',
-                   '--mask-cache', str(tmp_path / 'masks'), '--out', str(tmp_path / 'run')])
-    assert r.returncode == 0, r.stderr[-3000:]
-    caches = list((tmp_path / 'masks').iterdir())
-    assert len(caches) == 1 and sorted(p.name for p in caches[0].iterdir()) == ['fg_ratio.npy', 'manifest.json', 'masks.npy']
-    rec = [json.loads(l) for l in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()][-1]
-    # the share over both ranks' images of the epoch (4 batches of 32 = all 128) is the cache's share of the dataset
-    assert rec['kind'] == 'epoch' and rec['fallback_share'] == pytest.approx(fallback_share(MaskStore(caches[0]).fg_ratio), abs=1e-6)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from segaug_simclr.pretrain_cli import main as pretrain_main
 from segaug_simclr.core import read_jsonl
 from segaug_simclr.checkpoint import CHECKPOINT, CONFIG, METRICS, load_checkpoint
 from segaug_simclr.train import resolve_recipe, RESUME_MAY_CHANGE, PretrainConfig, pretrain
@@ -95,7 +96,7 @@ def test_checkpoint_loads_weights_only(run1):
     assert ck['epoch'] == 1 and {'python', 'numpy', 'torch'} <= set(ck['rng'])
 
 
-def test_pickle_payload_refused_on_resume_and_load_encoder(tiny_cfg, run1, tmp_path):
+def test_pickle_payload_refused_on_resume_and_load_encoder(tiny_cfg, run1, tmp_path, capsys):
     from segaug_simclr.evaluate import load_encoder
     cfg = run1
     ckpt, marker = Path(cfg.out) / CHECKPOINT, tmp_path / 'ran-code'
@@ -105,11 +106,10 @@ def test_pickle_payload_refused_on_resume_and_load_encoder(tiny_cfg, run1, tmp_p
     with pytest.raises(ValueError, match='refused to load'):
         load_encoder(ckpt)
     assert not marker.exists()
-    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', '--dataset', 'synthetic', '--num-images', '128',
-                        '--depth', '18', '--width', '0.25', '--batch-size', '32', '--epochs', '2', '--lr', '0.5',
-                        '--warmup-epochs', '0', '--device', 'cpu', '--no-progress', '--out', cfg.out, '--resume'],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and 'refused to load' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    rc = pretrain_main(['--dataset', 'synthetic', '--num-images', '128', '--depth', '18', '--width', '0.25', '--batch-size', '32',
+                        '--epochs', '2', '--lr', '0.5', '--warmup-epochs', '0', '--device', 'cpu', '--no-progress', '--out', cfg.out, '--resume'])
+    err = capsys.readouterr().err
+    assert rc == 2 and 'refused to load' in err and 'Traceback' not in err, err
     assert not marker.exists()
 
 
@@ -328,11 +328,11 @@ def test_knn_monitor_k_checked_before_training(tiny_cfg):
 
 # ---- 8. every flag checked before any work starts, with the flag named and no traceback
 
-def _pretrain_cli(*args, cwd=None):
+def _pretrain_cli(*args) -> int:
+    "`segaug-simclr pretrain` in this process (its exit status; what it printed is in capsys)."
     base = ['--dataset', 'synthetic', '--depth', '18', '--width', '0.25', '--epochs', '1', '--batch-size', '32',
             '--num-images', '64', '--no-progress', '--device', 'cpu']
-    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', *base, *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    return pretrain_main([*base, *args])
 
 
 BAD_FLAGS = [
@@ -362,21 +362,24 @@ def test_bad_flag_named_before_any_work(tmp_path, monkeypatch, args, msg):
 
 
 @pytest.mark.parametrize('args, msg', [BAD_FLAGS[0], BAD_FLAGS[3], BAD_FLAGS[5]])
-def test_bad_flag_on_the_command_line_without_traceback(tmp_path, args, msg):
-    r = _pretrain_cli(*args, '--out', str(tmp_path / 'run'), cwd=tmp_path)
-    assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
+def test_bad_flag_on_the_command_line_without_traceback(tmp_path, monkeypatch, capsys, args, msg):
+    monkeypatch.chdir(tmp_path)
+    rc, err = _pretrain_cli(*args, '--out', str(tmp_path / 'run')), capsys.readouterr().err
+    assert rc == 2 and msg in err and 'Traceback' not in err, err
     assert sorted(tmp_path.iterdir()) == []
 
 
-def test_unwritable_out_refused_before_the_mask_cache(tmp_path):
+def test_unwritable_out_refused_before_the_mask_cache(tmp_path, capsys):
     (tmp_path / 'afile').write_text('x')  # a folder cannot be made under a file, whoever runs the test
-    r = _pretrain_cli('--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'masks'),
-                      '--out', str(tmp_path / 'afile' / 'run'))
-    assert r.returncode == 2 and 'cannot write into --out' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    rc = _pretrain_cli('--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'masks'),
+                       '--out', str(tmp_path / 'afile' / 'run'))
+    err = capsys.readouterr().err
+    assert rc == 2 and 'cannot write into --out' in err and 'Traceback' not in err, err
     assert not (tmp_path / 'masks').exists()  # no mask was computed
-    r = _pretrain_cli('--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'afile' / 'm'),
-                      '--out', str(tmp_path / 'run'))
-    assert r.returncode == 2 and 'cannot write into --mask-cache' in r.stderr, r.stderr
+    rc = _pretrain_cli('--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'afile' / 'm'),
+                       '--out', str(tmp_path / 'run'))
+    err = capsys.readouterr().err
+    assert rc == 2 and 'cannot write into --mask-cache' in err, err
 
 
 def test_nan_in_first_epoch_says_no_checkpoint(tiny_cfg):

@@ -119,3 +119,18 @@ def test_index_is_the_table_of_contents():
         assert path.stem in text, f'nbs/index.ipynb does not list {path.name}'
         exp = re.search(r'#\|\s*default_exp\s+(\S+)', '\n'.join(s for _, s, _ in _cells(path)))
         if exp: assert f'segaug_simclr.{exp.group(1)}' in text, f'index: module of {path.name} not named'
+
+
+def test_executed_run_notebooks_are_committed_and_linked_from_the_index():
+    "Every run notebook has an executed copy under outputs/, linked from the index, with no error or warning shown."
+    text = ''.join(src for _, src, _ in _cells(ROOT / 'nbs' / 'index.ipynb'))
+    links = {(ROOT / 'nbs' / l).resolve() for l in re.findall(r'\]\((\.\./outputs/[^)]+\.ipynb)\)', text)}
+    for run in sorted((ROOT / 'nbs' / 'runs').glob('*.ipynb')):
+        copies = [l for l in links if l.name == run.name]
+        assert copies, f'nbs/index.ipynb links no executed copy of {run.name}'
+        for copy in copies:
+            assert copy.exists(), f'the index links {copy.relative_to(ROOT)}, which is not committed'
+            shown = [str(o.get('text') or o.get('data', {}).get('text/plain', '')) for kind, _, outs in _cells(copy) for o in outs]
+            assert shown, f'{copy.relative_to(ROOT)} has no outputs'
+            bad = [s[:200] for s in shown if re.search(r'Warning|Traceback', s)]
+            assert not bad, f'{copy.relative_to(ROOT)} shows: {bad[:2]}'

@@ -6,7 +6,6 @@ import pytest
 from segaug_simclr import cli
 from segaug_simclr.reproduce import TABLE_STUDIES, render_report, verdict
 
-pytestmark = pytest.mark.xdist_group('smoke')  # it reads the smoke runs of tests/test_studies.py (conftest.py)
 
 
 def test_verdict_rule_on_hand_made_numbers():
@@ -46,8 +45,9 @@ def test_the_report_of_a_smoke_reproduction_with_one_study_failed(smoke_runs, tm
 
 
 @pytest.mark.slow
-def test_reproduce_runs_the_studies_then_the_report(tmp_path, capsys):
+def test_reproduce_runs_the_studies_then_the_report(smoke_runs, tmp_path, capsys):
     root = tmp_path / 'r'
+    shutil.copytree(smoke_runs('cifar10_validation'), root / 'cifar10_validation')  # its runs are reused, its notebook runs again
     assert cli.main(['reproduce', '--preset', 'smoke', '--only', 'cifar10_validation', '--no-progress', '--out', str(root)]) == 0
     status = json.loads((root / 'status.json').read_text())
     assert list(status) == ['cifar10_validation'] and status['cifar10_validation']['status'] == 'done'

@@ -1,4 +1,4 @@
-import json, math, os, subprocess, sys
+import json, math
 from pathlib import Path
 
 import pytest
@@ -151,24 +151,20 @@ def test_knn_on_linearly_separable_features():
     assert knn_accuracy(enc, ds, ds, 2, k=5) == 1.0
 
 
-def _cli(*args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS='2')
-    return subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
-def test_cli_runs_resumes_and_reports_user_errors(tmp_path):
+def test_cli_runs_resumes_and_reports_user_errors(tmp_path, monkeypatch, capsys):
+    from segaug_simclr.pretrain_cli import main
+    monkeypatch.chdir(tmp_path)
     args = ['--dataset', 'synthetic', '--num-images', '64', '--depth', '18', '--width', '0.25', '--batch-size', '32',
             '--epochs', '2', '--warmup-epochs', '0', '--device', 'cpu', '--no-progress', '--out', str(tmp_path / 'cli')]
-    r = _cli(*args, '--stop-after', '1', cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    assert main([*args, '--stop-after', '1']) == 0
     assert load_checkpoint(tmp_path / 'cli' / CHECKPOINT)['epoch'] == 1
-    r = _cli(*args, cwd=tmp_path)
-    assert r.returncode == 2 and 'pass --resume' in r.stderr and 'Traceback' not in r.stderr
-    r = _cli(*args, '--resume', cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert 'done: 2 epochs' in r.stdout
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert 'pass --resume' in err and 'Traceback' not in err, err
+    assert main([*args, '--resume']) == 0
+    assert 'done: 2 epochs' in capsys.readouterr().out
     assert json.loads((tmp_path / 'cli' / 'config.json').read_text())['resume'] is False  # the run's first settings, kept
 
 

@@ -32,8 +32,8 @@ echo "ok: package in sync with notebooks, notebooks clean"
 echo "ok: lint"
 
 if [ "$MODE" = quick ]; then
-  "$BIN/python" -m pytest -q -n 2 --dist loadgroup -m "not slow and not cluster" tests
+  "$BIN/python" -m pytest -q -n 2 --dist worksteal -m "not slow and not cluster" tests
   exit 0
 fi
 "$BIN/nbdev_test" --n_workers 2
-"$BIN/python" -m pytest -q -n 2 --dist loadgroup -m "not cluster" --durations=15 tests   # the SLURM tests: make test-cluster
+"$BIN/python" -m pytest -q -n 2 --dist worksteal -m "not cluster" --durations=15 tests   # the SLURM tests: make test-cluster
