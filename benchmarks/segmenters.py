@@ -7,11 +7,10 @@ time is what a study waits for. Ratios are to `saliency`, measured in the same r
     python benchmarks/segmenters.py --root /tmp/cifar10 [--split test] [--num-images 10000]
     python benchmarks/segmenters.py            # no photographs at hand: the synthetic shapes
 """
-import argparse, json, platform, time
+import argparse, json, time
 from pathlib import Path
 
-import torch
-
+from segaug_simclr.core import environment
 from segaug_simclr.data import get_dataset, synthetic_shapes
 from segaug_simclr.segment import get_segmenter
 
@@ -28,8 +27,7 @@ def main():
     if args.root: ds, data = get_dataset('imagefolder', args.root, split=args.split), f'image folder {args.root} ({args.split})'
     else: ds, data = synthetic_shapes(args.num_images, size=args.size, seed=0), 'synthetic shapes'
     idx = list(range(min(args.num_images, len(ds))))
-    out = {'data': data, 'images': len(idx), 'mask_size': args.size, 'threads': torch.get_num_threads(),
-           'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
+    out = {'data': data, 'images': len(idx), 'mask_size': args.size, 'machine': environment()}
     for name in args.segmenters:
         seg = get_segmenter(name)
         t = time.perf_counter(); masks = seg.segment_items(ds, idx, (args.size, args.size)); dt = time.perf_counter() - t

@@ -204,15 +204,17 @@ def report_markdown(preset: str, outcomes: list[StudyOutcome]) -> tuple[str, lis
 # %% ../nbs/12_reproduce.ipynb #88911343
 def _paired_tables(o: StudyOutcome) -> list[str]:
     "The paired-difference tables (methods against standard SimCLR, SegAug against its mask controls) of a study's results.md."
-    text = (o.folder / 'results.md').read_text() if (o.folder / 'results.md').exists() else ''
-    blocks = re.findall(r'(### [^\n]*(?:paired by seed|mask controls)[^\n]*\n(?:\n|\|[^\n]*\n)+)', text)
+    blocks = re.findall(r'(### [^\n]*(?:paired by seed|mask controls)[^\n]*\n(?:\n|\|[^\n]*\n)+)', _results_md(o))
     return ['### segaug_vs_standard: the methods and the mask controls, paired by seed', ''] + [b.strip() + '\n' for b in blocks] if blocks else []
 
 def _own_tables(o: StudyOutcome) -> list[str]:
     "A study's own results.md under its title, headings one level down: the tables of a study no paper has numbers for."
+    return ['#' + l if l.startswith('#') else l for l in _results_md(o).splitlines()[1:]]
+
+def _results_md(o: StudyOutcome) -> str:
+    "The study's results.md ('' where it wrote none)."
     p = o.folder / 'results.md'
-    body = p.read_text().splitlines()[1:] if p.exists() else []
-    return ['#' + l if l.startswith('#') else l for l in body]
+    return p.read_text() if p.exists() else ''
 
 # %% ../nbs/12_reproduce.ipynb #609694a4
 STYLE = ('body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1em;line-height:1.45}'

@@ -38,6 +38,7 @@ def test_the_report_of_a_smoke_reproduction_with_one_study_failed(smoke_runs, tm
     assert '**failed**: `transfer failed in cell 5: RuntimeError: out of memory`' in report
     assert re.search(r'\| standard \| top1 \| [\d.]+ .*\| 34\.6 \| thesis \| [+-][\d.]+ \| not comparable \| synthetic shapes instead of imagenet', report), report
     assert re.search(r'\| segaug \| top1 \| [\d.]+ .*\| 35\.2 \| thesis \|', report)
+    assert re.search(r'#### .*\n\n\| setting \| metric .*\n.*\n\| oracle sp=0.8 \| top1 \| [\d.]+', report), report  # the ablation's own table
     assert '## Deviations from the published protocols' in report and '`epochs` 1 (thesis 100)' in report
     html = (root / 'REPORT.html').read_text()
     assert html.count('data:image/png;base64,') >= 5 and '<script' not in html and 'src="http' not in html

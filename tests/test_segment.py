@@ -219,3 +219,18 @@ def test_degraded_segmenter_feeds_its_own_cache(tmp_path):
     assert 0.3 < sum(ious) / 40 < 0.9
     with pytest.raises(ValueError, match="look like 'erode:2'"):
         get_segmenter('oracle', degrade='erode')
+
+
+def test_segmenter_benchmark_on_an_image_folder(tmp_path):
+    "benchmarks/segmenters.py on a small image folder: every weight-free segmenter timed, its foreground share in [0, 1]."
+    import subprocess, sys
+    root = Path(__file__).resolve().parents[1]
+    fakes.write_imagefolder(tmp_path / 'photos' / 'test', classes=['a', 'b'], per_class=8, size=(32, 32))
+    r = subprocess.run([sys.executable, str(root / 'benchmarks' / 'segmenters.py'), '--root', str(tmp_path / 'photos'),
+                        '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((tmp_path / 'segmenters_cpu.json').read_text())
+    assert out['images'] == 16 and out['machine']['cpu_count'] >= 1
+    for name in ('saliency', 'random_walker', 'centre'):
+        assert out[name]['masks_per_s'] > 0 and 0 <= out[name]['fg_share'] <= 1, out[name]
+    assert out['saliency']['ratio_to_saliency'] == 1.0 and out['centre']['fg_share'] > 0  # the ellipse is never empty
