@@ -117,11 +117,13 @@ class Cluster:
 
     def release_requeued(self, job_id: str, timeout: float = 60) -> dict:
         """Wait until `job_id` has been requeued (restarted at least once, pending again) and let it start now: a
-        requeued job otherwise waits about 120 s (its BeginTime). Returns its `scontrol show job` record."""
+        requeued job otherwise waits about 120 s (its BeginTime). Only once it is PENDING: while it is still REQUEUED
+        its old step is being torn down, and moving its start time then once left it FAILED without a second start.
+        Returns its `scontrol show job` record."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             info = self.job_info(job_id)
-            if int(info.get('Restarts', 0)) >= 1 and info.get('JobState') in ('PENDING', 'REQUEUED'):
+            if int(info.get('Restarts', 0)) >= 1 and info.get('JobState') == 'PENDING':
                 self.run('scontrol', 'update', f'JobId={job_id}', 'StartTime=now')
                 return info
             time.sleep(0.5)
