@@ -18,10 +18,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 # %% auto #0
-__all__ = ['IMG_EXTENSIONS', 'SHAPES', 'TEXTURES', 'DATASETS', 'to_rgb', 'load_rgb', 'ImageTensorDataset', 'FileImageDataset',
-           'raw_image', 'label_fraction', 'per_class_split', 'synthetic_shapes', 'scan_image_folder', 'DatasetInfo',
-           'register_dataset', 'num_classes', 'get_dataset', 'eval_split', 'dataset_fingerprint', 'epoch_generator',
-           'epoch_order']
+__all__ = ['IMG_EXTENSIONS', 'SHAPES', 'TEXTURES', 'SYNTHETIC_KEEP_MB', 'DATASETS', 'to_rgb', 'load_rgb', 'ImageTensorDataset',
+           'FileImageDataset', 'raw_image', 'label_fraction', 'per_class_split', 'synthetic_shapes',
+           'scan_image_folder', 'DatasetInfo', 'register_dataset', 'num_classes', 'get_dataset', 'eval_split',
+           'dataset_fingerprint', 'epoch_generator', 'epoch_order']
 
 # %% ../nbs/01_data.ipynb #a6454c44
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
@@ -272,9 +272,8 @@ def _render(labels: torch.Tensor, kinds: torch.Tensor, warm, size: int, g: torch
     return (img * 255).round().to(torch.uint8), masks
 
 # %% ../nbs/01_data.ipynb #bc8644d1
-def synthetic_shapes(n: int = 5000, size: int = 32, seed: int = 0, spurious: float = 0.0) -> ImageTensorDataset:
-    "`n` images of the 10 `SHAPES` on textured backgrounds with exact masks; `spurious` ties backgrounds to classes."
-    if not 0 <= spurious <= 1: raise ValueError(f"spurious must be a probability in [0, 1], got {spurious}")
+def _render_shapes(n: int, size: int, seed: int, spurious: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Images (uint8), labels and masks of `synthetic_shapes`, rendered from `seed`."
     g = torch.Generator().manual_seed(seed)
     labels = torch.randperm(n, generator=g) % len(SHAPES)
     kinds = torch.randint(len(TEXTURES), (n,), generator=g)
@@ -284,7 +283,22 @@ def synthetic_shapes(n: int = 5000, size: int = 32, seed: int = 0, spurious: flo
     chunk = max(1, 2 ** 22 // size ** 2)  # about 4M pixels at a time: generation time grows linearly with n
     parts = [_render(labels[i:i + chunk], kinds[i:i + chunk], warm[i:i + chunk] if spurious > 0 else None, size, g)
              for i in range(0, n, chunk)]
-    return ImageTensorDataset(torch.cat([p[0] for p in parts]), labels, list(SHAPES), masks=torch.cat([p[1] for p in parts]))
+    return torch.cat([p[0] for p in parts]), labels, torch.cat([p[1] for p in parts])
+
+# %% ../nbs/01_data.ipynb #ebf92414
+SYNTHETIC_KEEP_MB = 256  # rendered synthetic sets a process keeps in memory
+_rendered: dict = {}     # (n, size, seed, spurious) -> (images, labels, masks), oldest first
+
+def synthetic_shapes(n: int = 5000, size: int = 32, seed: int = 0, spurious: float = 0.0) -> ImageTensorDataset:
+    "`n` images of the 10 `SHAPES` on textured backgrounds with exact masks; `spurious` ties backgrounds to classes."
+    if not 0 <= spurious <= 1: raise ValueError(f"spurious must be a probability in [0, 1], got {spurious}")
+    key = (n, size, seed, float(spurious))
+    tensors = _rendered.pop(key, None) or _render_shapes(n, size, seed, spurious)
+    _rendered[key] = tensors  # now the newest
+    while sum(t.nbytes for ts in _rendered.values() for t in ts) > SYNTHETIC_KEEP_MB * 2 ** 20 and _rendered:
+        _rendered.pop(next(iter(_rendered)))
+    images, labels, masks = (t.clone() for t in tensors)
+    return ImageTensorDataset(images, labels, list(SHAPES), masks=masks)
 
 # %% ../nbs/01_data.ipynb #46c670fc
 def scan_image_folder(folder) -> tuple[list[str], list[tuple[Path, int]], list[str]]:

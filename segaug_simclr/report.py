@@ -267,19 +267,20 @@ def plot_method_views(datasets: dict, indices: list[int]):
 
 # %% ../nbs/09_report.ipynb #b7843eea
 def plot_segmenter_masks(images: torch.Tensor, masks: dict, cols: int = 8):
-    "Images (N, 3, H, W) in [0, 1] and each source's masks (`masks`: name -> bool (N, H, W)), in blocks of `cols` images."
+    """Images (N, 3, H, W) in [0, 1] and each source's masks (`masks`: name -> bool (N, H, W)), in blocks of `cols`
+    images: a row of images, then a row per source with what its mask leaves out dimmed, as one picture."""
     import matplotlib.pyplot as plt
-    n, names = len(images), list(masks)
+    from torchvision.utils import make_grid
+    n, names, (h, w) = len(images), list(masks), images.shape[-2:]
     blocks = math.ceil(n / cols)
-    fig, axs = plt.subplots(blocks * (1 + len(names)), cols, figsize=(cols * 0.9, blocks * (1 + len(names)) * 0.95), squeeze=False)
-    for k in range(n):
-        b, c = divmod(k, cols)
-        axs[b * (1 + len(names)), c].imshow(images[k].permute(1, 2, 0).clamp(0, 1))
-        for r, name in enumerate(names, 1):
-            axs[b * (1 + len(names)) + r, c].imshow(images[k].permute(1, 2, 0).clamp(0, 1) * (0.25 + 0.75 * masks[name][k][..., None]))
-    for a in axs.flat: a.axis('off')
-    for b in range(blocks):
-        for r, name in enumerate(['image'] + names): axs[b * (1 + len(names)) + r, 0].set_title(name, fontsize=7, loc='left')
+    shown = [images.clamp(0, 1)] + [images.clamp(0, 1) * (0.25 + 0.75 * masks[m][:, None].float()) for m in names]
+    blank = images.new_ones(blocks * cols - n, 3, h, w)  # after the last image
+    tiles = torch.stack([torch.cat([t, blank]).reshape(blocks, cols, 3, h, w) for t in shown], 1)  # block, row, column
+    fig, ax = plt.subplots(figsize=(cols * 0.9, blocks * len(shown) * 0.95))
+    ax.imshow(make_grid(tiles.reshape(-1, 3, h, w), nrow=cols, padding=1, pad_value=1).permute(1, 2, 0).numpy())
+    ax.set_yticks([1 + r * (h + 1) + h / 2 for r in range(blocks * len(shown))], (['image'] + names) * blocks, fontsize=7)
+    ax.set_xticks([]); ax.tick_params(length=0)
+    for s in ax.spines.values(): s.set_visible(False)
     fig.tight_layout(pad=0.2)
     return fig
 

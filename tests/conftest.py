@@ -1,4 +1,5 @@
-import os
+import os, runpy, sys
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
@@ -61,3 +62,16 @@ def smoke_runs(made_once):
     "Each study executed once with the smoke preset (lazily, so -k selects what runs), shared by the workers (`made_once`)."
     from segaug_simclr.study import run_study
     return lambda study: made_once(f'smoke-{study}', lambda out: run_study(study, 'smoke', out=out, progress=False))
+
+
+@pytest.fixture
+def run_script(monkeypatch):
+    """`run_script('benchmarks/blur.py', *args)`: the project's script run as `python <script> <args>` runs it (as
+    `__main__`), in this process, which has torch imported already; returns its exit status."""
+    def run(script, *args):
+        path = Path(__file__).resolve().parents[1] / script
+        monkeypatch.setattr(sys, 'argv', [str(path), *map(str, args)])
+        try: runpy.run_path(str(path), run_name='__main__')
+        except SystemExit as e: return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return 0
+    return run

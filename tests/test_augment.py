@@ -76,14 +76,10 @@ def test_crop_flip_has_no_colour_ops():
     assert t(ramp_probe(64)).shape == (3, 32, 32)
 
 
-def test_blur_benchmark_quick(tmp_path):
+def test_blur_benchmark_quick(tmp_path, run_script):
     "benchmarks/blur.py in a small setting: both blurs agree to one grey level, and it writes its JSON."
-    import json, subprocess, sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, str(root / 'benchmarks' / 'blur.py'), '--sizes', '16', '40', '--rounds', '1',
-                        '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+    assert run_script('benchmarks/blur.py', '--sizes', '16', '40', '--rounds', '1', '--out', tmp_path) == 0
     rows = json.loads((tmp_path / 'blur_cpu.json').read_text())['rows']
     assert [row['size'] for row in rows] == [16, 40]
     assert all(row['max_abs_diff'] <= 1 for row in rows), rows  # the same blur, up to a rounding tie

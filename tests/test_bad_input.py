@@ -56,24 +56,31 @@ def fill(folder: Path):
 # ---- 1. an explicit value equal to the notebook's default is not dropped under a preset; 4. out_dir works
 
 @pytest.fixture
-def finished(made_once):
-    "segaug_vs_standard, smoke preset, batch_size 64 given explicitly (the default; smoke's is 32), into -p out_dir (made once)."
-    params = dict(batch_size=64, methods=['standard', 'segaug'], seeds=1)
-    return made_once('finished', lambda out: run_study('segaug_vs_standard', 'smoke', params | dict(out_dir=str(out)), progress=False))
+def explicit(made_once):
+    "cifar10_validation, smoke preset, amp 'bf16' given explicitly (the notebook's default; smoke's is 'none'), into -p out_dir."
+    return made_once('explicit', lambda out: run_study('cifar10_validation', 'smoke', dict(amp='bf16', out_dir=str(out)), progress=False))
 
 
 @pytest.mark.slow
-def test_explicit_default_wins_under_a_preset(finished):
-    assert yaml.safe_load((finished / 'params.yaml').read_text())['batch_size'] == 64
-    configs = [json.loads(p.read_text()) for p in finished.glob('pretrain/*/config.json')]
-    assert len(configs) == 2 and {c['batch_size'] for c in configs} == {64}
+def test_explicit_default_wins_under_a_preset(explicit):
+    assert resolve_params('cifar10_validation', dict(preset='smoke'))['amp'] == 'none'
+    assert yaml.safe_load((explicit / 'params.yaml').read_text())['amp'] == 'bf16'
+    configs = [json.loads(p.read_text()) for p in explicit.glob('pretrain/*/config.json')]
+    assert len(configs) == 1 and {c['amp'] for c in configs} == {'bf16'}
     P = resolve_params('segaug_vs_standard', dict(preset='cifar10', epochs=8))
     assert P['epochs'] == 8  # the cifar10 preset's 100 does not replace an explicit 8
 
 
 @pytest.mark.slow
-def test_out_dir_parameter_is_where_the_study_goes(finished):
-    assert (finished / 'results.md').exists() and (finished / 'segaug_vs_standard.ipynb').exists()
+def test_out_dir_parameter_is_where_the_study_goes(explicit):
+    assert (explicit / 'results.md').exists() and (explicit / 'cifar10_validation.ipynb').exists()
+
+
+@pytest.fixture
+def finished(smoke_runs, tmp_path):
+    "A copy of the shared smoke run of segaug_vs_standard (five methods, two seeds), which stays as it was for the other tests."
+    shutil.copytree(smoke_runs('segaug_vs_standard'), tmp_path / 'study')
+    return tmp_path / 'study'
 
 
 # ---- 3. a failed rerun cannot damage a finished folder; 4. figures of methods no longer run are removed
@@ -85,8 +92,6 @@ def _snapshot(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_failed_rerun_leaves_the_finished_folder_as_it_was(finished, tmp_path, capsys):
-    shutil.copytree(finished, tmp_path / 'study')
-    finished = tmp_path / 'study'  # a copy: the shared folder stays as it was for the other tests
     before = _snapshot(finished)
     data = tmp_path / 'tiny'  # 30 images in all: the pretraining (batch 64) fails in the kernel, after setup
     write_imagefolder(data / 'train', classes=[f'c{i}' for i in range(10)], per_class=3, size=(32, 32))
@@ -103,11 +108,10 @@ def test_failed_rerun_leaves_the_finished_folder_as_it_was(finished, tmp_path, c
 
 
 @pytest.mark.slow
-def test_rerun_with_fewer_methods_removes_their_figures(finished, tmp_path):
-    out = tmp_path / 'copy'
-    shutil.copytree(finished, out)
+def test_rerun_with_fewer_methods_removes_their_figures(finished):
+    out = finished
     assert (out / 'figures' / 'mask_examples.png').exists()
-    run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, methods=['standard'], seeds=1), out=out, progress=False)
+    run_study('segaug_vs_standard', 'smoke', dict(methods=['standard'], seeds=1), out=out, progress=False)
     assert not (out / 'figures' / 'mask_examples.png').exists() and (out / 'figures' / 'accuracy_bars.png').exists()
     assert '| segaug | top1 | not run |' in (out / 'results.md').read_text()
     assert not (out / 'segaug_vs_standard.failed.ipynb').exists()
@@ -229,13 +233,12 @@ def test_mixed_image_sizes_evaluate(capsys, tmp_path, folders):
 # ---- 6. messages that say what to do
 
 @pytest.mark.slow
-def test_damaged_record_and_foreign_checkpoint_named(finished, tmp_path):
-    out = tmp_path / 'copy'
-    shutil.copytree(finished, out)
+def test_damaged_record_and_foreign_checkpoint_named(finished):
+    out = finished
     rec = next((out / 'records').glob('knn-*.json'))
     rec.write_text(rec.read_text()[:50])
     with pytest.raises(StudyFailed, match=f'the record {rec} is damaged .*delete it'):
-        run_study('segaug_vs_standard', 'smoke', dict(batch_size=64, methods=['standard', 'segaug'], seeds=1), out=out, progress=False)
+        run_study('segaug_vs_standard', 'smoke', out=out, progress=False)
     ckpt = next(out.glob(f'pretrain/standard-*/{CHECKPOINT}'))
     ck = torch.load(ckpt, weights_only=True)
     ck['config']['depth'] = 34  # the weights are a ResNet-18's

@@ -1,6 +1,6 @@
 """The batched (device) augmentation path inside training: exact resume, the per-image default on the CPU, the CLI
 flag, torchrun with per-rank streams, a GPU check where there is one, and the data-path benchmark in a small setting."""
-import json, subprocess, sys
+import json, sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,6 @@ from segaug_simclr.pretrain_cli import parse_config
 from segaug_simclr.checkpoint import CHECKPOINT, METRICS, load_checkpoint
 from segaug_simclr.train import PretrainConfig, pretrain
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _same_run(a: Path, b: Path):
@@ -114,10 +113,8 @@ def test_gpu_views_equal_cpu_views():
         for a, b in zip(cpu, gpu): assert (a - b.cpu()).abs().max() < 1e-3
 
 
-def test_datapath_benchmark_quick(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'datapath.py'), '--quick', '--threads', '1', '--device', 'cpu',
-                        '--out', str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_datapath_benchmark_quick(tmp_path, run_script):
+    assert run_script('benchmarks/datapath.py', '--quick', '--threads', '1', '--device', 'cpu', '--out', tmp_path) == 0
     res = json.loads((tmp_path / 'datapath_cpu.json').read_text())
     assert res['quick'] and set(res['augmentation']) == {'32px', '64px'}
     for size in res['augmentation'].values():

@@ -164,20 +164,23 @@ def test_transfer_on_registered_datasets_with_their_metric(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_brief_pretraining_beats_random_on_synthetic_under_all_protocols(tmp_path):
-    cfg = PretrainConfig(dataset='synthetic', num_images=2000, depth=18, width=0.25, epochs=8, batch_size=64, lr=1.0, temperature=0.2,
-                         crop_min=0.5, warmup_epochs=1, amp='bf16', channels_last=True, device='cpu',
+    """Eight epochs on 2,000 images, with the ImageNet stem (a quarter of the CIFAR stem's work at 32 px; on a
+    validation split it beat random weights by 14-22 points under each protocol, the CIFAR stem by 4-9 in four times
+    as long). The CIFAR stem learns on real photographs in test_real_data."""
+    cfg = PretrainConfig(dataset='synthetic', num_images=2000, depth=18, width=0.25, cifar_stem=False, epochs=8, batch_size=64,
+                         lr=1.0, temperature=0.2, crop_min=0.5, warmup_epochs=1, amp='bf16', channels_last=True, device='cpu',
                          out=str(tmp_path / 'run'), progress=False)
     res = pretrain(cfg)
     tr = get_dataset('synthetic', split='train', num_images=2000, seed=1)
     te = get_dataset('synthetic', split='test')
     scores = {}
-    for name, enc in (('random', load_encoder('random:depth=18,width=0.25,cifar_stem=1')), ('pretrained', load_encoder(res['checkpoint']))):
+    for name, enc in (('random', load_encoder('random:depth=18,width=0.25,cifar_stem=0')), ('pretrained', load_encoder(res['checkpoint']))):
         scores[name] = dict(linear=linear_eval(enc, tr, te, epochs=30)['metrics']['top1'],
                             knn=knn_eval(enc, tr, te, k=50)['metrics']['top1'],
                             transfer=transfer_eval(enc, tr, te, image_size=32, grid=(1e-3, 1e-2, 1e-1, 1, 10), max_iter=200)['metrics']['top1'])
     print('synthetic, 1000 test images:', scores)
     for protocol in ('linear', 'knn', 'transfer'):
-        assert scores['pretrained'][protocol] > scores['random'][protocol] + 0.03, scores
+        assert scores['pretrained'][protocol] > scores['random'][protocol] + 0.08, scores
 
 
 def test_sgd_transfer_learns_a_separable_task():

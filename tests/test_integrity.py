@@ -255,16 +255,16 @@ def test_damaged_mask_cache_refused_and_rebuilt(tmp_path, kind):
     assert sorted(p.name for p in store.folder.iterdir()) == ['fg_ratio.npy', 'manifest.json', 'masks.npy']
 
 
-def test_pretrain_names_rebuild_masks_for_a_damaged_cache(tiny_cfg, tmp_path):
+def test_pretrain_names_rebuild_masks_for_a_damaged_cache(tiny_cfg, tmp_path, capsys):
     from segaug_simclr.train import pretrain_dataset
     pretrain_dataset(tiny_cfg(augment='segaug', segmenter='oracle', mask_cache=str(tmp_path / 'masks')))
     folder, = (tmp_path / 'masks').iterdir()
     _damage(folder, 'zeroed')
-    r = subprocess.run([sys.executable, '-m', 'segaug_simclr.pretrain_cli', '--dataset', 'synthetic', '--num-images', '128',
-                        '--depth', '18', '--width', '0.25', '--batch-size', '32', '--epochs', '1', '--device', 'cpu',
-                        '--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache', str(tmp_path / 'masks'),
-                        '--no-progress', '--out', str(tmp_path / 'second')], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and 'masks.npy does not match the checksum' in r.stderr and '--rebuild-masks' in r.stderr, r.stderr
+    rc = pretrain_main(['--dataset', 'synthetic', '--num-images', '128', '--depth', '18', '--width', '0.25', '--batch-size', '32',
+                        '--epochs', '1', '--device', 'cpu', '--augment', 'segaug', '--segmenter', 'oracle', '--mask-cache',
+                        str(tmp_path / 'masks'), '--no-progress', '--out', str(tmp_path / 'second')])
+    err = capsys.readouterr().err
+    assert rc == 2 and 'masks.npy does not match the checksum' in err and '--rebuild-masks' in err, err
 
 
 # ---- 5. evaluation checks its inputs

@@ -221,14 +221,10 @@ def test_degraded_segmenter_feeds_its_own_cache(tmp_path):
         get_segmenter('oracle', degrade='erode')
 
 
-def test_segmenter_benchmark_on_an_image_folder(tmp_path):
+def test_segmenter_benchmark_on_an_image_folder(tmp_path, run_script):
     "benchmarks/segmenters.py on a small image folder: every weight-free segmenter timed, its foreground share in [0, 1]."
-    import subprocess, sys
-    root = Path(__file__).resolve().parents[1]
     fakes.write_imagefolder(tmp_path / 'photos' / 'test', classes=['a', 'b'], per_class=8, size=(32, 32))
-    r = subprocess.run([sys.executable, str(root / 'benchmarks' / 'segmenters.py'), '--root', str(tmp_path / 'photos'),
-                        '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert run_script('benchmarks/segmenters.py', '--root', tmp_path / 'photos', '--out', tmp_path) == 0
     out = json.loads((tmp_path / 'segmenters_cpu.json').read_text())
     assert out['images'] == 16 and out['machine']['cpu_count'] >= 1
     for name in ('saliency', 'random_walker', 'centre'):

@@ -35,5 +35,7 @@ if [ "$MODE" = quick ]; then
   "$BIN/python" -m pytest -q -n 2 --dist worksteal -m "not slow and not cluster" tests
   exit 0
 fi
-"$BIN/nbdev_test" --n_workers 2
+# two notebooks at a time on two cores, one thread each (with torch's default of a thread per core in each, 75 s instead
+# of 36 s). Not beside pytest: four busy processes on two cores took longer than one suite after the other.
+OMP_NUM_THREADS=1 "$BIN/nbdev_test" --n_workers 2
 "$BIN/python" -m pytest -q -n 2 --dist worksteal -m "not cluster" --durations=15 tests   # the SLURM tests: make test-cluster
