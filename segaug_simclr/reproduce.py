@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .core import DiskFullError, atomic_write_text, environment
 from .report import references, summarise
-from .study import (STUDIES, StudyDetached, StudyFailed, _ipc_kernel_manager, project_root, resolve_params,
+from .study import (STUDIES, StudyDetached, StudyFailed, _kernel_options, project_root, resolve_params,
                                  resolve_path, run_study)
 
 # %% auto #0
@@ -267,7 +267,7 @@ def render_report(root, preset: str, kernel: str = 'python3') -> Path:
     root = Path(root)
     pm.execute_notebook(str(project_root() / 'nbs' / 'runs' / 'reproduction.ipynb'), str(root / 'reproduction.ipynb'),
                         parameters=dict(preset=preset, out_dir=str(root), studies=list(TABLE_STUDIES)), kernel_name=kernel,
-                        progress_bar=False, cwd=str(project_root()), kernel_manager_class=_ipc_kernel_manager())
+                        progress_bar=False, cwd=str(project_root()), **_kernel_options())
     return root / 'REPORT.md' 
 
 # %% ../nbs/12_reproduce.ipynb #ffdefe34

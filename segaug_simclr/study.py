@@ -699,18 +699,6 @@ def _check_run(study: str, kernel: str, timeout, out: Path) -> None:
     if timeout is not None and timeout < 1: raise ValueError(f"--timeout is seconds per cell and must be at least 1, got {timeout}")
     writable_folder(out, '--out')
 
-def _ipc_kernel_manager():
-    """A kernel manager that talks to its kernel over local IPC sockets, not TCP ports (which ipykernel warns about);
-    each kernel's sockets get their own names (jupyter_client's default name is shared by concurrent kernels)."""
-    import tempfile, uuid
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
-    def init(self, **kw):
-        AsyncKernelManager.__init__(self, **kw)
-        self.ip = os.path.join(tempfile.gettempdir(), f'segaug-kernel-{uuid.uuid4().hex[:12]}')
-    return type('IPCKernelManager', (AsyncKernelManager,),
-                dict(transport=CaselessStrEnum(['tcp', 'ipc'], default_value='ipc', config=True), __init__=init))
-
 def _failure(study: str, e: BaseException, kept: Path | None) -> str:
     "One line (and where the partly executed notebook is) for a study notebook that stopped with `e`."
     import papermill as pm
@@ -720,6 +708,22 @@ def _failure(study: str, e: BaseException, kept: Path | None) -> str:
     elif type(e).__name__ == 'DeadKernelError': what = "stopped: the kernel died (out of memory?)"
     else: what = f"stopped: {type(e).__name__}: {e}"
     return f"{study} {what}" + (f"\nthe partly executed notebook is {kept}" if kept else '')
+
+# %% ../nbs/10_study.ipynb #6e3adc0f
+def _kernel_options() -> dict:
+    """How papermill runs a run notebook's kernel: over local IPC sockets, not TCP ports (which ipykernel warns about),
+    each kernel's sockets with their own names (jupyter_client's default name is shared by concurrent kernels); and
+    stopped at once after the last cell, since the cells write every result themselves, atomically (a graceful
+    shutdown waited about 1.3 s for the kernel to exit)."""
+    import tempfile, uuid
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+    def init(self, **kw):
+        AsyncKernelManager.__init__(self, **kw)
+        self.ip = os.path.join(tempfile.gettempdir(), f'segaug-kernel-{uuid.uuid4().hex[:12]}')
+    manager = type('IPCKernelManager', (AsyncKernelManager,),
+                   dict(transport=CaselessStrEnum(['tcp', 'ipc'], default_value='ipc', config=True), __init__=init))
+    return dict(kernel_manager_class=manager, shutdown_kernel='immediate')
 
 # %% ../nbs/10_study.ipynb #68728d69
 def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=None, kernel: str = 'python3',
@@ -741,7 +745,7 @@ def run_study(study: str, preset: str = 'demo', params: dict | None = None, out=
     try:
         pm.execute_notebook(str(notebook_path(study)), str(executed), parameters=params | dict(preset=preset, out_dir=str(out)),
                             kernel_name=kernel, progress_bar=progress, execution_timeout=timeout, cwd=str(project_root()),
-                            kernel_manager_class=_ipc_kernel_manager())
+                            **_kernel_options())
     except BaseException as e:
         if getattr(e, 'ename', '') == 'StudyDetached': shutil.rmtree(stage, ignore_errors=True); raise StudyDetached(e.evalue) from None
         if executed.exists(): os.replace(executed, failed)
