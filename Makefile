@@ -34,7 +34,7 @@ reproduce: install  ## every study of a preset, then the report: make reproduce 
 lab: install  ## JupyterLab on the lessons and run notebooks
 	$(BIN)/jupyter lab nbs/
 
-test: install  ## the whole test suite but the SLURM tests (CI runs it, then test-cluster; about seven minutes on two cores)
+test: install  ## the whole test suite but the SLURM tests (CI runs it, then test-cluster; about four minutes on two cores)
 	bash tools/test.sh
 
 # The executors against a real one-node SLURM that the tests start and stop themselves (root; Debian's slurm-wlm and
