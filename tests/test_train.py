@@ -180,11 +180,15 @@ def test_torch_compile_trains_like_eager(tiny_cfg, tmp_path, monkeypatch):
     mode) trains like the eager model and saves the same checkpoint keys. The graphs run through the `aot_eager`
     backend: with Inductor's C++ code generation this run took 34-42 s on the 2-core CPU with an empty compile cache,
     with `aot_eager` 5 s (the GPU check compiles with Inductor on CUDA, where compiling pays)."""
-    import functools
     eager = pretrain(tiny_cfg(out=str(tmp_path / 'eager')))
-    monkeypatch.setattr(torch, 'compile', functools.partial(torch.compile, backend='aot_eager'))
+    calls, compile = [], torch.compile
+    def aot_eager(model, **kw):
+        calls.append(type(model).__name__)
+        return compile(model, **kw | dict(backend='aot_eager'))
+    monkeypatch.setattr(torch, 'compile', aot_eager)
     torch._dynamo.reset()
     compiled = pretrain(tiny_cfg(out=str(tmp_path / 'compiled'), compile=True))
+    assert calls == ['SimCLR'], calls  # the flag reached the model: compiled once
     a = [r['loss'] for r in eager['history']]
     b = [r['loss'] for r in compiled['history']]
     assert all(abs(x - y) < 1e-2 for x, y in zip(a, b)), (a, b)  # same data and seeds; kernels may round differently
